@@ -1,0 +1,205 @@
+//! Health endpoints and the admin JSON API (`/api/*`, admin token required).
+
+use crate::error::HttpError;
+use crate::store::{EventDetail, EventFilter, EventSummary, Store};
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{header, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use base64::Engine;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, UNIX_EPOCH};
+use subtle::ConstantTimeEq;
+
+/// State shared by the API handlers.
+pub struct ApiState {
+    pub store: Store,
+    pub admin_token: String,
+    /// Unix ms of the outbox loop's last tick (0 = no outbox loop yet).
+    pub outbox_tick_ms: Arc<AtomicI64>,
+    /// How stale the tick may be before `/readyz` fails.
+    pub outbox_tick_bound: Duration,
+}
+
+pub fn router(state: Arc<ApiState>) -> Router {
+    let api = Router::new()
+        .route("/api/events", get(list_events))
+        .route("/api/events/{id}", get(show_event))
+        .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
+    Router::new()
+        .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
+        .route("/readyz", get(readyz))
+        .merge(api)
+        .with_state(state)
+}
+
+/// RFC 3339 UTC with milliseconds.
+pub fn rfc3339(ms: i64) -> String {
+    let t = UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64);
+    humantime::format_rfc3339_millis(t).to_string()
+}
+
+async fn require_token(State(st): State<Arc<ApiState>>, req: Request, next: Next) -> Response {
+    let given = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim);
+    let ok = given.is_some_and(|t| bool::from(t.as_bytes().ct_eq(st.admin_token.as_bytes())));
+    if !ok {
+        return HttpError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "admin token required (Authorization: Bearer <token>)",
+        )
+        .into_response();
+    }
+    next.run(req).await
+}
+
+async fn readyz(State(st): State<Arc<ApiState>>) -> Response {
+    match tokio::time::timeout(Duration::from_secs(2), st.store.check_writable()).await {
+        Err(_) => return HttpError::unavailable("database write timed out").into_response(),
+        Ok(Err(e)) => return HttpError::unavailable(format!("database not writable: {e}")).into_response(),
+        Ok(Ok(())) => {}
+    }
+    let tick = st.outbox_tick_ms.load(Ordering::Relaxed);
+    if tick != 0 {
+        let age = crate::store::now_ms() - tick;
+        if age > st.outbox_tick_bound.as_millis() as i64 {
+            return HttpError::unavailable(format!("outbox loop has not ticked for {}s", age / 1000))
+                .into_response();
+        }
+    }
+    Json(json!({"status": "ready"})).into_response()
+}
+
+#[derive(Deserialize)]
+struct ListQuery {
+    provider: Option<String>,
+    #[serde(rename = "type")]
+    event_type: Option<String>,
+    event_id: Option<String>,
+    status: Option<String>,
+    limit: Option<String>,
+    before: Option<String>,
+}
+
+/// `limit`: default 50, at most 500.
+pub fn parse_limit(s: Option<&str>) -> Result<usize, HttpError> {
+    match s {
+        None | Some("") => Ok(50),
+        Some(v) => match v.parse::<usize>() {
+            Ok(n) if (1..=500).contains(&n) => Ok(n),
+            _ => Err(HttpError::bad_request("limit must be 1..500")),
+        },
+    }
+}
+
+fn parse_before(s: Option<&str>) -> Result<Option<i64>, HttpError> {
+    match s {
+        None | Some("") => Ok(None),
+        Some(v) => v
+            .parse::<i64>()
+            .map(Some)
+            .map_err(|_| HttpError::bad_request("before must be a row id")),
+    }
+}
+
+fn summary_json(e: &EventSummary) -> Value {
+    json!({
+        "id": e.id,
+        "provider": e.provider,
+        "event_id": e.event_id,
+        "type": e.event_type,
+        "received_at": rfc3339(e.received_at_ms),
+        "source_ip": e.source_ip,
+        "status": e.status,
+        "size": e.size,
+    })
+}
+
+fn store_err(e: crate::store::StoreError) -> HttpError {
+    tracing::error!(error = %e, "api read failed");
+    HttpError::unavailable("database unavailable")
+}
+
+async fn list_events(
+    State(st): State<Arc<ApiState>>,
+    Query(q): Query<ListQuery>,
+) -> Result<Json<Value>, HttpError> {
+    let limit = parse_limit(q.limit.as_deref())?;
+    if let Some(s) = &q.status {
+        if !["none", "pending", "delivered", "dead"].contains(&s.as_str()) {
+            return Err(HttpError::bad_request("status must be none, pending, delivered or dead"));
+        }
+    }
+    let filter = EventFilter {
+        provider: q.provider.filter(|s| !s.is_empty()),
+        event_type: q.event_type.filter(|s| !s.is_empty()),
+        event_id: q.event_id.filter(|s| !s.is_empty()),
+        status: q.status.filter(|s| !s.is_empty()),
+        before: parse_before(q.before.as_deref())?,
+        since_ms: None,
+        limit: limit + 1,
+    };
+    let mut rows = st.store.list_events(filter).await.map_err(store_err)?;
+    let more = rows.len() > limit;
+    rows.truncate(limit);
+    let next = if more { rows.last().map(|r| r.id) } else { None };
+    Ok(Json(json!({
+        "events": rows.iter().map(summary_json).collect::<Vec<_>>(),
+        "next_before": next,
+    })))
+}
+
+/// The full JSON of one event, as `/api/events/{id}` and `events show` give it.
+pub fn detail_json(d: &EventDetail) -> Value {
+    let mut v = summary_json(&d.summary);
+    let obj = v.as_object_mut().expect("summary is an object");
+    obj.insert("headers".into(), json!(d.headers));
+    obj.insert(
+        "body".into(),
+        json!(std::str::from_utf8(&d.body).ok()),
+    );
+    obj.insert(
+        "body_base64".into(),
+        json!(base64::engine::general_purpose::STANDARD.encode(&d.body)),
+    );
+    obj.insert("verification".into(), json!(d.verification));
+    obj.insert(
+        "deliveries".into(),
+        json!(d
+            .deliveries
+            .iter()
+            .map(|x| json!({
+                "id": x.id,
+                "route": x.route,
+                "status": x.status,
+                "attempts": x.attempts,
+                "next_attempt_at": x.next_attempt_at_ms.map(rfc3339),
+                "last_error": x.last_error,
+            }))
+            .collect::<Vec<_>>()),
+    );
+    v
+}
+
+async fn show_event(
+    State(st): State<Arc<ApiState>>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, HttpError> {
+    let id: i64 = id
+        .parse()
+        .map_err(|_| HttpError::not_found("event"))?;
+    match st.store.get_event(id).await.map_err(store_err)? {
+        Some(d) => Ok(Json(detail_json(&d))),
+        None => Err(HttpError::not_found("event")),
+    }
+}

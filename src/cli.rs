@@ -1,0 +1,420 @@
+//! The command line: clap definitions (parsed by `main.rs`) and what each
+//! command does. Every command finds its config as `serve` does; commands that
+//! read or change state open that config's database directly (WAL lets them
+//! run beside a live server). Exit codes: 0 success, 1 failure, 2 usage.
+
+use crate::config::{self, Config, SecretSource, Target};
+use crate::store::{EventFilter, Store};
+use anyhow::{bail, Context};
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Parser, Debug)]
+#[command(name = "appliance", version, about = "Receive, verify, store and deliver webhooks", long_about = None)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct Global {
+    /// Config file (else $APPLIANCE_CONFIG, ./appliance.toml,
+    /// /etc/appliance/appliance.toml, else the embedded default)
+    #[arg(long, global = true, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the server
+    Serve,
+    /// Parse and validate the config; print providers, paths, secret sources, routes
+    CheckConfig,
+    /// Send a request signed exactly as PROVIDER's sender signs it
+    SendTest(SendTest),
+    /// Read stored events
+    #[command(subcommand)]
+    Events(Events),
+    /// Admin credentials
+    #[command(subcommand)]
+    Admin(Admin),
+}
+
+#[derive(Args, Debug)]
+pub struct SendTest {
+    /// Provider name as in the config (`default` for the embedded default)
+    pub provider: String,
+    /// Event type to put in the sample payload
+    #[arg(long, value_name = "TYPE")]
+    pub event: Option<String>,
+    /// Send this file's bytes instead of the bundled sample
+    #[arg(long, value_name = "FILE")]
+    pub payload: Option<PathBuf>,
+    /// Base URL (default: http:// + the configured listen address)
+    #[arg(long, value_name = "BASE")]
+    pub url: Option<String>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Events {
+    /// List stored events, newest first
+    List {
+        #[arg(long)]
+        provider: Option<String>,
+        /// Glob on the event type (`*` = any run of characters)
+        #[arg(long = "type", value_name = "GLOB")]
+        event_type: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        /// JSON Lines instead of a table
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one event with headers, body and deliveries (JSON)
+    Show { id: i64 },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Admin {
+    /// Print the admin token (or, with --provider, a generated provider secret)
+    Token {
+        /// Print the generated webhook secret of this provider instead
+        #[arg(long, value_name = "NAME")]
+        provider: Option<String>,
+    },
+}
+
+/// Run a parsed command line; the process exit code.
+pub fn main(cli: Cli) -> ExitCode {
+    match dispatch(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
+}
+
+fn load(global: &Global) -> anyhow::Result<Config> {
+    Ok(config::load(global.config.as_deref())?)
+}
+
+fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::CheckConfig => Ok(check_config(&cli.global)),
+        Command::Serve => {
+            let cfg = load(&cli.global)?;
+            let _guard = crate::logging::init(&cfg.log)?;
+            runtime()?.block_on(serve(cfg))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::SendTest(args) => {
+            let cfg = load(&cli.global)?;
+            runtime()?.block_on(send_test(cfg, args))
+        }
+        Command::Events(cmd) => {
+            let cfg = load(&cli.global)?;
+            runtime()?.block_on(events(cfg, cmd))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Admin(Admin::Token { provider }) => {
+            let cfg = load(&cli.global)?;
+            runtime()?.block_on(admin_token(cfg, provider))?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+async fn serve(cfg: Config) -> anyhow::Result<()> {
+    let addr = cfg.server.listen;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr} ([server].listen)"))?;
+    tracing::info!(config = %cfg.source, "starting");
+    let shutdown = CancellationToken::new();
+    {
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            wait_for_signal().await;
+            tracing::info!("shutting down");
+            shutdown.cancel();
+        });
+    }
+    crate::run(cfg, listener, shutdown).await
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+        (Ok(mut term), Ok(mut int)) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+        }
+        _ => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+fn check_config(global: &Global) -> ExitCode {
+    let cfg = match load(global) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e:#}");
+            return ExitCode::from(1);
+        }
+    };
+    print!("{}", summary(&cfg));
+    let mut warnings = config::missing_secrets(&cfg);
+    if cfg.providers.is_empty() {
+        warnings.push("no providers configured: every webhook path answers 404".into());
+    }
+    for w in &warnings {
+        eprintln!("warning: {w}");
+    }
+    ExitCode::SUCCESS
+}
+
+/// The readable summary `check-config` prints. Never contains a secret.
+pub fn summary(cfg: &Config) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    let _ = writeln!(out, "config: {} (valid)", cfg.source);
+    let _ = writeln!(out, "listen: {}", cfg.server.listen);
+    if let Some(a) = cfg.admin.listen {
+        let _ = writeln!(out, "admin listen: {a} (dashboard, /api and /metrics only there)");
+    }
+    let _ = writeln!(
+        out,
+        "database: {} (durability {:?})",
+        cfg.storage.path.display(),
+        cfg.storage.durability
+    );
+    let token = match &cfg.admin.token {
+        SecretSource::Generated(_) => "generated on first start and kept in the database; print it with `appliance admin token`".to_string(),
+        other => other.to_string(),
+    };
+    let _ = writeln!(out, "admin token: {token}");
+    let _ = writeln!(out, "providers: {}", cfg.providers.len());
+    for p in &cfg.providers {
+        let secret = match &p.secret {
+            SecretSource::Generated(_) => format!(
+                "generated on first start and kept in the database; print it with `appliance admin token --provider {}`",
+                p.name
+            ),
+            other => other.to_string(),
+        };
+        let _ = writeln!(out, "  {}", p.name);
+        let _ = writeln!(out, "    path:   POST {}", p.path);
+        let _ = writeln!(out, "    kind:   {}", p.kind);
+        let _ = writeln!(out, "    secret: {secret}");
+        if let Some(ips) = &p.allow_ips {
+            let list: Vec<String> = ips.iter().map(|n| n.to_string()).collect();
+            let _ = writeln!(out, "    allow:  {}", list.join(", "));
+        }
+        if let Some(r) = p.rate_limit {
+            let _ = writeln!(out, "    rate:   {}/s per client, burst {}", r.per_second, r.burst);
+        }
+        let _ = writeln!(out, "    max body: {} bytes", p.max_body);
+        for r in &p.routes {
+            let target = match &r.target {
+                Target::Url { url, .. } => format!("POST {url}"),
+                Target::Command(c) => format!("run {}", c.join(" ")),
+            };
+            let _ = writeln!(out, "    route {}: [{}] -> {}", r.name, r.events.join(", "), target);
+        }
+    }
+    out
+}
+
+/// `0.0.0.0`/`::` mean "every interface"; a client reaches them on loopback.
+fn base_url(cfg: &Config) -> String {
+    let a = cfg.server.listen;
+    let host = match a.ip() {
+        std::net::IpAddr::V4(v) if v.is_unspecified() => "127.0.0.1".to_string(),
+        std::net::IpAddr::V6(v) if v.is_unspecified() => "[::1]".to_string(),
+        std::net::IpAddr::V4(v) => v.to_string(),
+        std::net::IpAddr::V6(v) => format!("[{v}]"),
+    };
+    format!("http://{host}:{}", a.port())
+}
+
+async fn send_test(cfg: Config, args: SendTest) -> anyhow::Result<ExitCode> {
+    let Some(p) = cfg.providers.iter().find(|p| p.name == args.provider) else {
+        let names: Vec<&str> = cfg.providers.iter().map(|p| p.name.as_str()).collect();
+        bail!(
+            "no provider {:?} in {} (providers: {})",
+            args.provider,
+            cfg.source,
+            if names.is_empty() { "none".into() } else { names.join(", ") }
+        );
+    };
+    let store = match &p.secret {
+        SecretSource::Generated(_) => Some(Store::open(&cfg.storage.path, cfg.storage.durability)?),
+        _ => None,
+    };
+    let secret = crate::secrets::resolve(&p.secret, store.as_ref(), crate::secrets::generate_whsec)
+        .await?
+        .secrets;
+    let secret = secret.into_iter().next().context("no secret")?;
+    let payload = match &args.payload {
+        Some(f) => Some(std::fs::read(f).with_context(|| format!("cannot read {}", f.display()))?),
+        None => None,
+    };
+    let now = crate::store::now_ms() / 1000;
+    let nonce = format!("{:016x}", rand::random::<u64>());
+    let req = p
+        .scheme
+        .sign(&secret, args.event.as_deref(), payload.as_deref(), now, &nonce)
+        .map_err(|e| anyhow::anyhow!("cannot build a {} request: {e}", p.kind))?;
+    let base = args.url.unwrap_or_else(|| base_url(&cfg));
+    let url = format!("{}{}", base.trim_end_matches('/'), p.path);
+    let client = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(30))
+        .build()?;
+    let mut rb = client.post(&url).body(req.body);
+    for (k, v) in &req.headers {
+        rb = rb.header(k, v);
+    }
+    let resp = rb
+        .send()
+        .await
+        .with_context(|| format!("cannot reach {url} (is `appliance serve` running?)"))?;
+    let status = resp.status();
+    let body = resp.text().await.unwrap_or_default();
+    println!("{}", status.as_u16());
+    println!("{body}");
+    Ok(if status.is_success() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+async fn events(cfg: Config, cmd: Events) -> anyhow::Result<()> {
+    let store = Store::open(&cfg.storage.path, cfg.storage.durability)?;
+    match cmd {
+        Events::List {
+            provider,
+            event_type,
+            limit,
+            json,
+        } => {
+            if !(1..=100_000).contains(&limit) {
+                bail!("--limit must be 1..100000");
+            }
+            let rows = store
+                .list_events(EventFilter {
+                    provider,
+                    event_type,
+                    limit,
+                    ..Default::default()
+                })
+                .await?;
+            if json {
+                for r in &rows {
+                    println!("{}", serde_json::to_string(&list_json(r))?);
+                }
+            } else {
+                let mut table = vec![vec![
+                    "ID".to_string(),
+                    "RECEIVED".into(),
+                    "PROVIDER".into(),
+                    "TYPE".into(),
+                    "EVENT ID".into(),
+                    "STATUS".into(),
+                ]];
+                for r in &rows {
+                    table.push(vec![
+                        r.id.to_string(),
+                        crate::api::rfc3339(r.received_at_ms),
+                        r.provider.clone(),
+                        r.event_type.clone(),
+                        r.event_id.clone(),
+                        r.status.clone(),
+                    ]);
+                }
+                print!("{}", align(&table));
+            }
+        }
+        Events::Show { id } => match store.get_event(id).await? {
+            Some(d) => println!("{}", serde_json::to_string_pretty(&crate::api::detail_json(&d))?),
+            None => bail!("no event with id {id}"),
+        },
+    }
+    Ok(())
+}
+
+fn list_json(r: &crate::store::EventSummary) -> serde_json::Value {
+    serde_json::json!({
+        "id": r.id,
+        "provider": r.provider,
+        "event_id": r.event_id,
+        "type": r.event_type,
+        "received_at": crate::api::rfc3339(r.received_at_ms),
+        "status": r.status,
+    })
+}
+
+/// Columns padded to their widest cell.
+pub fn align(rows: &[Vec<String>]) -> String {
+    let cols = rows.iter().map(|r| r.len()).max().unwrap_or(0);
+    let widths: Vec<usize> = (0..cols)
+        .map(|c| {
+            rows.iter()
+                .map(|r| r.get(c).map(|s| s.chars().count()).unwrap_or(0))
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let mut out = String::new();
+    for r in rows {
+        let line: Vec<String> = r
+            .iter()
+            .enumerate()
+            .map(|(i, s)| format!("{:<w$}", s, w = widths[i]))
+            .collect();
+        out.push_str(line.join("  ").trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+async fn admin_token(cfg: Config, provider: Option<String>) -> anyhow::Result<()> {
+    let source = match &provider {
+        None => cfg.admin.token.clone(),
+        Some(name) => match cfg.providers.iter().find(|p| &p.name == name) {
+            Some(p) => p.secret.clone(),
+            None => bail!("no provider {name:?} in {}", cfg.source),
+        },
+    };
+    match &source {
+        SecretSource::Generated(key) => {
+            let store = Store::open(&cfg.storage.path, cfg.storage.durability)?;
+            match store.meta_get(key).await? {
+                Some(v) => println!("{v}"),
+                None => bail!(
+                    "not generated yet: it is created on the first `appliance serve` with database {}",
+                    cfg.storage.path.display()
+                ),
+            }
+        }
+        other => bail!(
+            "this secret is not generated by appliance; it comes from {other} (see {})",
+            cfg.source
+        ),
+    }
+    Ok(())
+}

@@ -1,0 +1,273 @@
+//! Provider endpoints: the POST handler every webhook goes through.
+//!
+//! Order of checks (each a clear 4xx, nothing stored): unknown path 404 ->
+//! method 405 -> declared size 413 -> IP allow-list 403 -> rate limit 429 ->
+//! body read (413 above the limit, 408 if it trickles) -> verify 401 ->
+//! id/type 400 -> store. The 200 goes out only after the commit; a failed
+//! commit is 503 so the provider retries.
+
+mod client_ip;
+
+pub use client_ip::client_ip;
+
+use crate::config::{Config, Provider};
+use crate::error::HttpError;
+use crate::store::{Inserted, NewEvent, Store};
+use crate::verify::{Input, Rejection, Secret};
+use axum::body::Body;
+use axum::http::{header, HeaderMap, Method, Request, StatusCode};
+use axum::response::{IntoResponse, Response};
+use governor::clock::{Clock, DefaultClock};
+use governor::{DefaultKeyedRateLimiter, Quota};
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+use ipnet::IpNet;
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Notify;
+
+/// Headers never stored or shown.
+const REDACTED_HEADERS: &[&str] = &[
+    "authorization",
+    "proxy-authorization",
+    "cookie",
+    "x-api-key",
+    "x-auth-token",
+];
+
+/// One provider endpoint with its secrets loaded and its limiter.
+pub struct Endpoint {
+    pub provider: Provider,
+    secrets: Vec<Secret>,
+    limiter: Option<DefaultKeyedRateLimiter<IpAddr>>,
+}
+
+impl Endpoint {
+    pub fn new(provider: Provider, secrets: Vec<Secret>) -> Endpoint {
+        let limiter = provider.rate_limit.and_then(|r| {
+            let per = NonZeroU32::new(r.per_second)?;
+            let burst = NonZeroU32::new(r.burst).unwrap_or(per);
+            Some(governor::RateLimiter::keyed(
+                Quota::per_second(per).allow_burst(burst),
+            ))
+        });
+        Endpoint {
+            provider,
+            secrets,
+            limiter,
+        }
+    }
+}
+
+/// Everything the handler needs; shared by all requests.
+pub struct Ingest {
+    endpoints: HashMap<String, Arc<Endpoint>>,
+    store: Store,
+    trusted_proxies: Vec<IpNet>,
+    read_timeout: Duration,
+    /// Woken after every commit that created deliveries.
+    outbox_wake: Arc<Notify>,
+}
+
+impl Ingest {
+    pub fn new(
+        cfg: &Config,
+        endpoints: Vec<Endpoint>,
+        store: Store,
+        outbox_wake: Arc<Notify>,
+    ) -> Ingest {
+        Ingest {
+            endpoints: endpoints
+                .into_iter()
+                .map(|e| (e.provider.path.clone(), Arc::new(e)))
+                .collect(),
+            store,
+            trusted_proxies: cfg.server.trusted_proxies.clone(),
+            read_timeout: cfg.server.read_timeout,
+            outbox_wake,
+        }
+    }
+
+    /// Forget idle rate-limiter keys so memory stays bounded.
+    pub fn prune_limiters(&self) {
+        for e in self.endpoints.values() {
+            if let Some(l) = &e.limiter {
+                l.retain_recent();
+                l.shrink_to_fit();
+            }
+        }
+    }
+
+    pub async fn handle(&self, peer: SocketAddr, req: Request<Body>) -> Response {
+        let Some(ep) = self.endpoints.get(req.uri().path()).cloned() else {
+            return HttpError::new(StatusCode::NOT_FOUND, "not_found", "no webhook endpoint at this path")
+                .into_response();
+        };
+        let name = ep.provider.name.as_str();
+        match self.accept(&ep, peer, req).await {
+            Ok(resp) => resp,
+            Err(e) => {
+                let level_warn = e.status != StatusCode::NOT_FOUND;
+                if level_warn {
+                    tracing::warn!(provider = name, status = e.status.as_u16(), code = e.code, reason = %e.message, "webhook rejected");
+                }
+                metrics::counter!("appliance_webhooks_rejected_total", "provider" => name.to_string(), "reason" => e.code).increment(1);
+                e.into_response()
+            }
+        }
+    }
+
+    async fn accept(
+        &self,
+        ep: &Endpoint,
+        peer: SocketAddr,
+        req: Request<Body>,
+    ) -> Result<Response, HttpError> {
+        let p = &ep.provider;
+        if req.method() != Method::POST {
+            let mut resp = HttpError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "webhook endpoints accept POST only",
+            )
+            .into_response();
+            resp.headers_mut()
+                .insert(header::ALLOW, header::HeaderValue::from_static("POST"));
+            return Ok(resp);
+        }
+        let too_large = || {
+            HttpError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                format!("body larger than {} bytes", p.max_body),
+            )
+        };
+        let declared = req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|s| s.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > p.max_body) {
+            return Err(too_large());
+        }
+
+        let ip = client_ip(peer.ip(), req.headers(), &self.trusted_proxies);
+        if let Some(allow) = &p.allow_ips {
+            if !allow.iter().any(|n| n.contains(&ip)) {
+                return Err(HttpError::new(
+                    StatusCode::FORBIDDEN,
+                    "ip_not_allowed",
+                    format!("address {ip} is not allowed"),
+                ));
+            }
+        }
+        if let Some(l) = &ep.limiter {
+            if let Err(not_until) = l.check_key(&ip) {
+                let wait = not_until.wait_time_from(DefaultClock::default().now());
+                let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+                return Err(HttpError::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "rate_limited",
+                    "too many requests",
+                )
+                .retry_after(secs.max(1)));
+            }
+        }
+
+        let (parts, body) = req.into_parts();
+        let limited = Limited::new(body, p.max_body as usize);
+        let body = match tokio::time::timeout(self.read_timeout, limited.collect()).await {
+            Err(_) => {
+                return Err(HttpError::new(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "read_timeout",
+                    "body not received in time",
+                ))
+            }
+            Ok(Err(e)) if e.is::<LengthLimitError>() => return Err(too_large()),
+            Ok(Err(_)) => return Err(HttpError::bad_request("could not read body")),
+            Ok(Ok(c)) => c.to_bytes(),
+        };
+
+        let now_ms = crate::store::now_ms();
+        let verified = p
+            .scheme
+            .verify(&Input {
+                headers: &parts.headers,
+                body: &body,
+                secrets: &ep.secrets,
+                now: now_ms.div_euclid(1000),
+            })
+            .map_err(|r| match r {
+                Rejection::Unauthorized(reason) => {
+                    let code = Rejection::Unauthorized(reason.clone()).code();
+                    HttpError::new(StatusCode::UNAUTHORIZED, code, reason)
+                }
+                Rejection::BadRequest(reason) => HttpError::bad_request(reason),
+            })?;
+        if let Some(answer) = verified.handshake {
+            tracing::info!(provider = p.name, "handshake answered");
+            return Ok((
+                StatusCode::OK,
+                [(header::CONTENT_TYPE, "application/json")],
+                answer,
+            )
+                .into_response());
+        }
+
+        let routes = p
+            .routes
+            .iter()
+            .filter(|r| r.matches(&verified.event_type))
+            .map(|r| r.name.clone())
+            .collect();
+        let ev = NewEvent {
+            provider: p.name.clone(),
+            event_id: verified.event_id,
+            event_type: verified.event_type,
+            received_at_ms: now_ms,
+            source_ip: Some(ip.to_string()),
+            headers: stored_headers(&parts.headers),
+            body: body.to_vec(),
+            verification: verified.detail,
+            routes,
+        };
+        let event_id = ev.event_id.clone();
+        match self.store.insert_event(ev).await {
+            Ok(Inserted::Accepted { id, deliveries }) => {
+                if deliveries > 0 {
+                    self.outbox_wake.notify_one();
+                }
+                metrics::counter!("appliance_webhooks_accepted_total", "provider" => p.name.clone()).increment(1);
+                tracing::debug!(provider = p.name, id, event_id, "accepted");
+                Ok(axum::Json(serde_json::json!({"status": "accepted", "id": id})).into_response())
+            }
+            Ok(Inserted::Duplicate { id }) => {
+                metrics::counter!("appliance_webhooks_duplicate_total", "provider" => p.name.clone()).increment(1);
+                tracing::debug!(provider = p.name, event_id, "duplicate");
+                Ok(axum::Json(serde_json::json!({"status": "duplicate", "id": id})).into_response())
+            }
+            Err(e) => {
+                tracing::error!(provider = p.name, error = %e, "store failed; answering 503");
+                Err(HttpError::unavailable("event could not be stored; retry later").retry_after(5))
+            }
+        }
+    }
+}
+
+/// Request headers as kept with the event, credentials redacted.
+fn stored_headers(h: &HeaderMap) -> Vec<(String, String)> {
+    h.iter()
+        .map(|(k, v)| {
+            let name = k.as_str().to_string();
+            let value = if REDACTED_HEADERS.contains(&k.as_str()) {
+                "[redacted]".to_string()
+            } else {
+                String::from_utf8_lossy(v.as_bytes()).into_owned()
+            };
+            (name, value)
+        })
+        .collect()
+}

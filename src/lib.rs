@@ -1,0 +1,201 @@
+//! appliance: receive webhooks, prove them genuine, keep them durably, hand
+//! them on.
+//!
+//! ```text
+//! provider --HTTP POST--> ingest (size, IP allow-list, rate limit)      src/ingest
+//!                           -> verify (scheme, timestamp tolerance)     src/verify (pure)
+//!                           -> extract (event id, event type)
+//!                           -> store: one SQLite transaction holding the src/store
+//!                              event row, dedup and the outbox rows of
+//!                              every matching route (group commit)
+//!                           -> 200 to the provider only after COMMIT
+//! admin API, health                                                    src/api
+//! ```
+//!
+//! `run(config, listener, shutdown)` is the seam both `appliance serve` and
+//! the integration tests use: the caller binds the socket (tests bind
+//! `127.0.0.1:0`), so no test has to wait for a port.
+
+pub mod api;
+pub mod cli;
+pub mod config;
+pub mod error;
+pub mod ingest;
+pub mod logging;
+pub mod secrets;
+pub mod server;
+pub mod store;
+pub mod verify;
+
+use anyhow::Context;
+use config::Config;
+use std::sync::atomic::AtomicI64;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+/// The listeners `serve` runs on: the webhook one, and optionally a separate
+/// one for the dashboard, `/api` and `/metrics` (`[admin].listen`).
+pub struct Listeners {
+    pub main: TcpListener,
+    pub admin: Option<TcpListener>,
+}
+
+/// Run the server on an already bound listener until `shutdown` is cancelled.
+/// With `[admin].listen` set, binds that address too.
+pub async fn run(
+    config: Config,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let admin = match config.admin.listen {
+        Some(addr) => Some(
+            TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen on {addr} ([admin].listen)"))?,
+        ),
+        None => None,
+    };
+    run_with(
+        config,
+        Listeners {
+            main: listener,
+            admin,
+        },
+        shutdown,
+    )
+    .await
+}
+
+/// Like [`run`], with every listener supplied by the caller.
+pub async fn run_with(
+    config: Config,
+    listeners: Listeners,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let missing = config::missing_secrets(&config);
+    if !missing.is_empty() {
+        anyhow::bail!(
+            "cannot start: {}\n(set them, e.g. in /etc/appliance/env for systemd; `appliance check-config` lists every secret source)",
+            missing.join("; ")
+        );
+    }
+    let store = store::Store::open(&config.storage.path, config.storage.durability)?;
+
+    let admin_token = secrets::resolve(&config.admin.token, Some(&store), secrets::generate_token)
+        .await
+        .context("admin token")?;
+    if admin_token.generated_now {
+        println!(
+            "Generated admin token (kept in {}; `appliance admin token` prints it again):\n  {}",
+            store.path().display(),
+            String::from_utf8_lossy(&admin_token.secrets[0].0)
+        );
+    }
+    let admin_token = admin_token
+        .secrets
+        .first()
+        .map(|s| String::from_utf8_lossy(&s.0).into_owned())
+        .unwrap_or_default();
+
+    let mut endpoints = Vec::new();
+    for p in &config.providers {
+        let r = secrets::resolve(&p.secret, Some(&store), secrets::generate_whsec)
+            .await
+            .with_context(|| format!("provider {}", p.name))?;
+        if r.generated_now {
+            println!(
+                "Generated secret for provider {} (kept in {}; `appliance admin token --provider {}` prints it again):\n  {}",
+                p.name,
+                store.path().display(),
+                p.name,
+                String::from_utf8_lossy(&r.secrets[0].0)
+            );
+        }
+        endpoints.push(ingest::Endpoint::new(p.clone(), r.secrets));
+    }
+    if config.providers.is_empty() {
+        tracing::warn!("no providers configured: every webhook path answers 404 (add a [providers.NAME] table)");
+    }
+
+    let outbox_wake = Arc::new(Notify::new());
+    let ingest = Arc::new(ingest::Ingest::new(
+        &config,
+        endpoints,
+        store.clone(),
+        outbox_wake.clone(),
+    ));
+    let api_state = Arc::new(api::ApiState {
+        store: store.clone(),
+        admin_token,
+        outbox_tick_ms: Arc::new(AtomicI64::new(0)),
+        outbox_tick_bound: Duration::from_secs(30),
+    });
+
+    let ingest_router = {
+        let ingest = ingest.clone();
+        axum::Router::new().fallback(
+            move |axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<std::net::SocketAddr>,
+                  req: axum::extract::Request| {
+                let ingest = ingest.clone();
+                async move { ingest.handle(peer, req).await }
+            },
+        )
+    };
+    let api_router = api::router(api_state);
+    let limits = server::Limits {
+        max_header_bytes: config.server.max_header_bytes,
+        read_timeout: config.server.read_timeout,
+        grace: config.server.shutdown_grace,
+    };
+
+    // Housekeeping: keep rate-limiter memory bounded.
+    {
+        let ingest = ingest.clone();
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(Duration::from_secs(60));
+            loop {
+                tokio::select! {
+                    _ = every.tick() => ingest.prune_limiters(),
+                    _ = shutdown.cancelled() => break,
+                }
+            }
+        });
+    }
+
+    for p in &config.providers {
+        tracing::info!(provider = p.name, kind = p.kind, path = p.path, routes = p.routes.len(), "endpoint ready");
+    }
+    let main_addr = listeners.main.local_addr()?;
+    let mut tasks = tokio::task::JoinSet::new();
+    match listeners.admin {
+        Some(admin) => {
+            let admin_addr = admin.local_addr()?;
+            tracing::info!(%main_addr, %admin_addr, "listening (webhooks on the first, admin on the second)");
+            let health = axum::Router::new()
+                .route("/healthz", axum::routing::get(|| async { axum::Json(serde_json::json!({"status":"ok"})) }));
+            tasks.spawn(server::serve(
+                listeners.main,
+                health.merge(ingest_router),
+                limits,
+                shutdown.clone(),
+            ));
+            tasks.spawn(server::serve(admin, api_router, limits, shutdown.clone()));
+        }
+        None => {
+            tracing::info!(%main_addr, "listening");
+            tasks.spawn(server::serve(
+                listeners.main,
+                api_router.merge(ingest_router),
+                limits,
+                shutdown.clone(),
+            ));
+        }
+    }
+    while tasks.join_next().await.is_some() {}
+    tracing::info!("stopped");
+    Ok(())
+}

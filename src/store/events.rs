@@ -1,0 +1,244 @@
+//! Events: insert with dedup (and their outbox rows in the same transaction),
+//! list and show.
+
+use super::{now_ms, StoreError};
+use rusqlite::{params, Connection, OptionalExtension, Row};
+
+/// An event that passed verification, ready to store.
+#[derive(Debug, Clone)]
+pub struct NewEvent {
+    pub provider: String,
+    pub event_id: String,
+    pub event_type: String,
+    pub received_at_ms: i64,
+    pub source_ip: Option<String>,
+    /// Already redacted.
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+    pub verification: String,
+    /// Names of the routes this event matches: one pending delivery each.
+    pub routes: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Inserted {
+    /// Stored now, with this row id; `deliveries` rows created.
+    Accepted { id: i64, deliveries: usize },
+    /// Already known: the existing row id (None when the original was pruned).
+    Duplicate { id: Option<i64> },
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct EventFilter {
+    pub provider: Option<String>,
+    /// Glob with `*`.
+    pub event_type: Option<String>,
+    pub event_id: Option<String>,
+    /// none | pending | delivered | dead
+    pub status: Option<String>,
+    /// Exclusive upper bound on the row id.
+    pub before: Option<i64>,
+    /// Only rows received at or after this time (Unix ms).
+    pub since_ms: Option<i64>,
+    pub limit: usize,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct EventSummary {
+    pub id: i64,
+    pub provider: String,
+    pub event_id: String,
+    #[serde(rename = "type")]
+    pub event_type: String,
+    pub received_at_ms: i64,
+    pub source_ip: Option<String>,
+    pub status: String,
+    pub size: i64,
+}
+
+#[derive(Debug, Clone)]
+pub struct EventDetail {
+    pub summary: EventSummary,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+    pub verification: String,
+    pub deliveries: Vec<Delivery>,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Delivery {
+    pub id: i64,
+    pub route: String,
+    pub status: String,
+    pub attempts: i64,
+    pub next_attempt_at_ms: Option<i64>,
+    pub last_error: Option<String>,
+}
+
+pub(super) fn insert(conn: &Connection, ev: &NewEvent) -> Result<Inserted, StoreError> {
+    let tomb: Option<i64> = conn
+        .prepare_cached("SELECT 1 FROM tombstones WHERE provider = ?1 AND event_id = ?2")?
+        .query_row(params![ev.provider, ev.event_id], |r| r.get(0))
+        .optional()?;
+    if tomb.is_some() {
+        return Ok(Inserted::Duplicate { id: None });
+    }
+    let headers = serde_json::to_string(&ev.headers)
+        .map_err(|e| StoreError::Sqlite(format!("headers: {e}")))?;
+    let changed = conn
+        .prepare_cached(
+            "INSERT INTO events (provider, event_id, event_type, received_at, source_ip, headers, body, verification)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+             ON CONFLICT (provider, event_id) DO NOTHING",
+        )?
+        .execute(params![
+            ev.provider,
+            ev.event_id,
+            ev.event_type,
+            ev.received_at_ms,
+            ev.source_ip,
+            headers,
+            ev.body,
+            ev.verification
+        ])?;
+    if changed == 0 {
+        let id: Option<i64> = conn
+            .prepare_cached("SELECT id FROM events WHERE provider = ?1 AND event_id = ?2")?
+            .query_row(params![ev.provider, ev.event_id], |r| r.get(0))
+            .optional()?;
+        return Ok(Inserted::Duplicate { id });
+    }
+    let id = conn.last_insert_rowid();
+    if !ev.routes.is_empty() {
+        let now = now_ms();
+        let mut stmt = conn.prepare_cached(
+            "INSERT INTO deliveries (event, route, status, attempts, next_attempt_at, created_at, updated_at)
+             VALUES (?1, ?2, 'pending', 0, ?3, ?3, ?3)",
+        )?;
+        for r in &ev.routes {
+            stmt.execute(params![id, r, now])?;
+        }
+    }
+    Ok(Inserted::Accepted {
+        id,
+        deliveries: ev.routes.len(),
+    })
+}
+
+const STATUS_SQL: &str = "CASE
+    WHEN NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.event = e.id) THEN 'none'
+    WHEN EXISTS (SELECT 1 FROM deliveries d WHERE d.event = e.id AND d.status = 'pending') THEN 'pending'
+    WHEN EXISTS (SELECT 1 FROM deliveries d WHERE d.event = e.id AND d.status = 'dead') THEN 'dead'
+    ELSE 'delivered' END";
+
+fn summary(r: &Row<'_>) -> rusqlite::Result<EventSummary> {
+    Ok(EventSummary {
+        id: r.get(0)?,
+        provider: r.get(1)?,
+        event_id: r.get(2)?,
+        event_type: r.get(3)?,
+        received_at_ms: r.get(4)?,
+        source_ip: r.get(5)?,
+        status: r.get(6)?,
+        size: r.get(7)?,
+    })
+}
+
+/// Our `*` glob as an SQLite GLOB pattern (which also knows `?` and `[..]`).
+fn sqlite_glob(g: &str) -> String {
+    let mut out = String::with_capacity(g.len());
+    for c in g.chars() {
+        match c {
+            '?' => out.push_str("[?]"),
+            '[' => out.push_str("[[]"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+pub(super) fn list(conn: &Connection, f: &EventFilter) -> Result<Vec<EventSummary>, StoreError> {
+    let mut sql = format!(
+        "SELECT * FROM (SELECT e.id, e.provider, e.event_id, e.event_type, e.received_at, e.source_ip, {STATUS_SQL} AS status, length(e.body)
+         FROM events e WHERE 1 = 1"
+    );
+    let mut args: Vec<rusqlite::types::Value> = Vec::new();
+    if let Some(p) = &f.provider {
+        args.push(p.clone().into());
+        sql.push_str(&format!(" AND e.provider = ?{}", args.len()));
+    }
+    if let Some(t) = &f.event_type {
+        args.push(sqlite_glob(t).into());
+        sql.push_str(&format!(" AND e.event_type GLOB ?{}", args.len()));
+    }
+    if let Some(id) = &f.event_id {
+        args.push(id.clone().into());
+        sql.push_str(&format!(" AND e.event_id = ?{}", args.len()));
+    }
+    if let Some(b) = f.before {
+        args.push(b.into());
+        sql.push_str(&format!(" AND e.id < ?{}", args.len()));
+    }
+    if let Some(s) = f.since_ms {
+        args.push(s.into());
+        sql.push_str(&format!(" AND e.received_at >= ?{}", args.len()));
+    }
+    sql.push_str(") WHERE 1 = 1");
+    if let Some(s) = &f.status {
+        args.push(s.clone().into());
+        sql.push_str(&format!(" AND status = ?{}", args.len()));
+    }
+    args.push((f.limit as i64).into());
+    sql.push_str(&format!(" ORDER BY id DESC LIMIT ?{}", args.len()));
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let rows = stmt
+        .query_map(rusqlite::params_from_iter(args), summary)?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(rows)
+}
+
+pub(super) fn get(conn: &Connection, id: i64) -> Result<Option<EventDetail>, StoreError> {
+    let sql = format!(
+        "SELECT e.id, e.provider, e.event_id, e.event_type, e.received_at, e.source_ip, {STATUS_SQL}, length(e.body),
+                e.headers, e.body, e.verification
+         FROM events e WHERE e.id = ?1"
+    );
+    let row = conn
+        .prepare_cached(&sql)?
+        .query_row([id], |r| {
+            Ok((
+                summary(r)?,
+                r.get::<_, String>(8)?,
+                r.get::<_, Vec<u8>>(9)?,
+                r.get::<_, String>(10)?,
+            ))
+        })
+        .optional()?;
+    let Some((summary, headers, body, verification)) = row else {
+        return Ok(None);
+    };
+    let headers: Vec<(String, String)> = serde_json::from_str(&headers).unwrap_or_default();
+    let deliveries = conn
+        .prepare_cached(
+            "SELECT id, route, status, attempts, next_attempt_at, last_error
+             FROM deliveries WHERE event = ?1 ORDER BY id",
+        )?
+        .query_map([id], |r| {
+            Ok(Delivery {
+                id: r.get(0)?,
+                route: r.get(1)?,
+                status: r.get(2)?,
+                attempts: r.get(3)?,
+                next_attempt_at_ms: r.get(4)?,
+                last_error: r.get(5)?,
+            })
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Some(EventDetail {
+        summary,
+        headers,
+        body,
+        verification,
+        deliveries,
+    }))
+}

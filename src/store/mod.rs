@@ -1,0 +1,271 @@
+//! The only module that speaks SQL. SQLite in WAL mode: one writer thread with
+//! group commit (see `writer`), readers from an r2d2 pool on blocking threads.
+//! The rest of the program asks for what it needs (`insert_event`,
+//! `list_events`, ...) and never sees a connection, so another backend would
+//! be a new file here, not a change elsewhere.
+
+mod events;
+mod schema;
+mod writer;
+
+pub use events::{Delivery, EventDetail, EventFilter, EventSummary, Inserted, NewEvent};
+pub use schema::MigrateError;
+
+use crate::config::Durability;
+use r2d2_sqlite::SqliteConnectionManager;
+use rusqlite::{Connection, OpenFlags};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot};
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Sqlite(String),
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        StoreError::Sqlite(e.to_string())
+    }
+}
+
+impl From<r2d2::Error> for StoreError {
+    fn from(e: r2d2::Error) -> Self {
+        StoreError::Unavailable(e.to_string())
+    }
+}
+
+/// Errors opening a database.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error("cannot open database {path}: {source}")]
+    Open {
+        path: PathBuf,
+        source: rusqlite::Error,
+    },
+    #[error("cannot create directory for database {path}: {source}")]
+    Dir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("database {path}: {source}")]
+    Migrate { path: PathBuf, source: MigrateError },
+    #[error("database {path}: read pool: {source}")]
+    Pool { path: PathBuf, source: r2d2::Error },
+}
+
+/// Handle to the database; cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    path: PathBuf,
+    tx: mpsc::Sender<Box<dyn writer::Job>>,
+    pool: r2d2::Pool<SqliteConnectionManager>,
+}
+
+fn configure(conn: &Connection) -> rusqlite::Result<()> {
+    conn.busy_timeout(Duration::from_secs(5))?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    Ok(())
+}
+
+impl Store {
+    /// Open (creating if needed) and migrate the database, start the writer.
+    pub fn open(path: &Path, durability: Durability) -> Result<Store, OpenError> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|source| OpenError::Dir {
+                path: path.to_path_buf(),
+                source,
+            })?;
+        }
+        let open_err = |source| OpenError::Open {
+            path: path.to_path_buf(),
+            source,
+        };
+        let mut conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE
+                | OpenFlags::SQLITE_OPEN_CREATE
+                | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(open_err)?;
+        configure(&conn).map_err(open_err)?;
+        let _: String = conn
+            .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
+            .map_err(open_err)?;
+        let sync = match durability {
+            Durability::Full => "FULL",
+            Durability::Normal => "NORMAL",
+        };
+        conn.pragma_update(None, "synchronous", sync)
+            .map_err(open_err)?;
+        schema::migrate(&mut conn).map_err(|source| OpenError::Migrate {
+            path: path.to_path_buf(),
+            source,
+        })?;
+
+        let manager = SqliteConnectionManager::file(path)
+            .with_flags(OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)
+            .with_init(|c| {
+                c.busy_timeout(Duration::from_secs(5))?;
+                Ok(())
+            });
+        let pool = r2d2::Pool::builder()
+            .max_size(8)
+            .min_idle(Some(1))
+            .connection_timeout(Duration::from_secs(10))
+            .build(manager)
+            .map_err(|source| OpenError::Pool {
+                path: path.to_path_buf(),
+                source,
+            })?;
+
+        let (tx, rx) = mpsc::channel(writer::QUEUE);
+        std::thread::Builder::new()
+            .name("store-writer".into())
+            .spawn(move || writer::run(conn, rx))
+            .map_err(|e| OpenError::Open {
+                path: path.to_path_buf(),
+                source: rusqlite::Error::ToSqlConversionFailure(Box::new(e)),
+            })?;
+        Ok(Store {
+            inner: Arc::new(Inner {
+                path: path.to_path_buf(),
+                tx,
+                pool,
+            }),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    /// Run `f` inside the writer's next transaction; answers after COMMIT.
+    async fn write<R, F>(&self, f: F) -> Result<R, StoreError>
+    where
+        R: Send + 'static,
+        F: FnOnce(&Connection) -> Result<R, StoreError> + Send + 'static,
+    {
+        let (reply, rx) = oneshot::channel();
+        let job = Box::new(writer::Typed {
+            f: Some(f),
+            out: None,
+            reply,
+        });
+        self.inner
+            .tx
+            .send(job)
+            .await
+            .map_err(|_| StoreError::Unavailable("writer stopped".into()))?;
+        rx.await
+            .map_err(|_| StoreError::Unavailable("writer stopped".into()))?
+    }
+
+    /// Run `f` on a pooled read connection on a blocking thread.
+    async fn read<R, F>(&self, f: F) -> Result<R, StoreError>
+    where
+        R: Send + 'static,
+        F: FnOnce(&Connection) -> Result<R, StoreError> + Send + 'static,
+    {
+        let pool = self.inner.pool.clone();
+        tokio::task::spawn_blocking(move || {
+            let conn = pool.get()?;
+            f(&conn)
+        })
+        .await
+        .map_err(|e| StoreError::Unavailable(e.to_string()))?
+    }
+
+    /// Proves the writer is alive and can commit (for `/readyz`).
+    pub async fn check_writable(&self) -> Result<(), StoreError> {
+        self.write(|conn| {
+            conn.prepare_cached("SELECT 1")?.query_row([], |_| Ok(()))?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// The stored value for `key`, creating it with `generate` if absent.
+    /// Returns (value, created_now).
+    pub async fn meta_get_or_create(
+        &self,
+        key: &str,
+        generate: impl FnOnce() -> String + Send + 'static,
+    ) -> Result<(String, bool), StoreError> {
+        let key = key.to_string();
+        self.write(move |conn| {
+            let existing: Option<String> = conn
+                .query_row("SELECT value FROM meta WHERE key = ?1", [&key], |r| {
+                    r.get(0)
+                })
+                .map(Some)
+                .or_else(|e| match e {
+                    rusqlite::Error::QueryReturnedNoRows => Ok(None),
+                    e => Err(e),
+                })?;
+            if let Some(v) = existing {
+                return Ok((v, false));
+            }
+            let v = generate();
+            conn.execute(
+                "INSERT INTO meta (key, value) VALUES (?1, ?2)",
+                rusqlite::params![key, v],
+            )?;
+            Ok((v, true))
+        })
+        .await
+    }
+
+    /// The stored value for `key`, if any (reads only).
+    pub async fn meta_get(&self, key: &str) -> Result<Option<String>, StoreError> {
+        let key = key.to_string();
+        self.read(move |conn| {
+            Ok(conn
+                .query_row("SELECT value FROM meta WHERE key = ?1", [&key], |r| {
+                    r.get(0)
+                })
+                .map(Some)
+                .or_else(|e| match e {
+                    rusqlite::Error::QueryReturnedNoRows => Ok(None),
+                    e => Err(e),
+                })?)
+        })
+        .await
+    }
+
+    /// Store one event (and its deliveries) unless (provider, event id) is
+    /// already known. Answers after the commit.
+    pub async fn insert_event(&self, ev: NewEvent) -> Result<Inserted, StoreError> {
+        self.write(move |conn| events::insert(conn, &ev)).await
+    }
+
+    pub async fn list_events(&self, filter: EventFilter) -> Result<Vec<EventSummary>, StoreError> {
+        self.read(move |conn| events::list(conn, &filter)).await
+    }
+
+    pub async fn get_event(&self, id: i64) -> Result<Option<EventDetail>, StoreError> {
+        self.read(move |conn| events::get(conn, id)).await
+    }
+
+    /// Number of stored events (tests and `db check`).
+    pub async fn count_events(&self) -> Result<i64, StoreError> {
+        self.read(|conn| Ok(conn.query_row("SELECT count(*) FROM events", [], |r| r.get(0))?))
+            .await
+    }
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}

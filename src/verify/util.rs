@@ -1,0 +1,1 @@
+pub fn code_for(_r: &str) -> &'static str { "unauthorized" }
