@@ -1,0 +1,276 @@
+//! Test harness: the real server, in-process (`TestApp`, through the same
+//! `run(config, listener, shutdown)` seam `serve` uses) or as the real binary
+//! (`BinApp`, for signals and environment), each on 127.0.0.1:0 with a
+//! temporary database.
+
+#![allow(dead_code)]
+
+use appliance::config;
+use appliance::verify::{Scheme, Secret, SignedRequest};
+use reqwest::StatusCode;
+use serde_json::Value;
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use tempfile::TempDir;
+use tokio_util::sync::CancellationToken;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_appliance");
+
+pub fn now() -> i64 {
+    appliance::store::now_ms() / 1000
+}
+
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .no_proxy()
+        .build()
+        .expect("client")
+}
+
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub dir: TempDir,
+    pub token: String,
+    pub config: config::Config,
+    shutdown: CancellationToken,
+    handle: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+    pub client: reqwest::Client,
+}
+
+/// Write `secret` to `<dir>/<name>.secret` and return the path (for `secret_file`).
+pub fn secret_file(dir: &Path, name: &str, secret: &str) -> PathBuf {
+    let p = dir.join(format!("{name}.secret"));
+    std::fs::write(&p, format!("{secret}\n")).expect("write secret");
+    p
+}
+
+impl TestApp {
+    /// Start the server with this config text. `{dir}` in the text is replaced by
+    /// the temp dir (put secret files there); the database lives there too.
+    pub async fn spawn(config_text: &str) -> TestApp {
+        let dir = tempfile::tempdir().expect("tempdir");
+        Self::spawn_in(dir, config_text).await
+    }
+
+    pub async fn spawn_in(dir: TempDir, config_text: &str) -> TestApp {
+        let text = config_text.replace("{dir}", &dir.path().display().to_string());
+        let text = if text.contains("[storage]") {
+            text
+        } else {
+            format!(
+                "[storage]\npath = \"{}\"\ndurability = \"normal\"\n{text}",
+                dir.path().join("appliance.db").display()
+            )
+        };
+        let path = dir.path().join("appliance.toml");
+        std::fs::write(&path, &text).expect("write config");
+        let cfg = config::load_file(&path).unwrap_or_else(|e| panic!("test config invalid:\n{e}"));
+        Self::start(dir, cfg).await
+    }
+
+    /// Start with an already built config (e.g. the embedded default).
+    pub async fn start(dir: TempDir, cfg: config::Config) -> TestApp {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let shutdown = CancellationToken::new();
+        let handle = tokio::spawn(appliance::run(cfg.clone(), listener, shutdown.clone()));
+        let client = client();
+        // The socket is already bound: this request waits in the backlog until
+        // the server accepts, so no sleep is needed.
+        let r = client
+            .get(format!("http://{addr}/healthz"))
+            .send()
+            .await
+            .expect("server answers /healthz");
+        assert_eq!(r.status(), StatusCode::OK);
+        let store = appliance::store::Store::open(&cfg.storage.path, cfg.storage.durability)
+            .expect("open store");
+        let token = match &cfg.admin.token {
+            config::SecretSource::Generated(key) => store
+                .meta_get(key)
+                .await
+                .expect("meta")
+                .expect("generated admin token"),
+            _ => String::new(),
+        };
+        TestApp {
+            addr,
+            dir,
+            token,
+            config: cfg,
+            shutdown,
+            handle: Some(handle),
+            client,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    pub async fn post(&self, path: &str, req: &SignedRequest) -> (StatusCode, Value) {
+        send(&self.client, &self.url(path), &req.headers, req.body.clone()).await
+    }
+
+    pub async fn api(&self, path: &str) -> (StatusCode, Value) {
+        let r = self
+            .client
+            .get(self.url(path))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .expect("api request");
+        let status = r.status();
+        let v = r.json().await.unwrap_or(Value::Null);
+        (status, v)
+    }
+
+    /// Number of stored events for a provider, through the admin API.
+    pub async fn count(&self, provider: &str) -> usize {
+        let (s, v) = self.api(&format!("/api/events?provider={provider}&limit=500")).await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        v["events"].as_array().expect("events").len()
+    }
+
+    pub async fn stop(mut self) {
+        self.shutdown.cancel();
+        if let Some(h) = self.handle.take() {
+            h.await.expect("join").expect("run returned an error");
+        }
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+pub async fn send(
+    client: &reqwest::Client,
+    url: &str,
+    headers: &[(String, String)],
+    body: Vec<u8>,
+) -> (StatusCode, Value) {
+    let mut rb = client.post(url).body(body);
+    for (k, v) in headers {
+        rb = rb.header(k, v);
+    }
+    let r = rb.send().await.expect("request");
+    let status = r.status();
+    let text = r.text().await.unwrap_or_default();
+    let v = serde_json::from_str(&text).unwrap_or(Value::String(text));
+    (status, v)
+}
+
+/// Sign a bundled sample for `scheme` with `secret` at time `at`.
+pub fn sign(scheme: &Scheme, secret: &str, at: i64) -> SignedRequest {
+    let nonce = format!("{:016x}", rand::random::<u64>());
+    scheme
+        .sign(&Secret(secret.as_bytes().to_vec()), None, None, at, &nonce)
+        .expect("sign sample")
+}
+
+/// The real binary, started with `serve`; its address read from its log.
+pub struct BinApp {
+    pub child: Child,
+    pub addr: SocketAddr,
+    pub dir: PathBuf,
+    pub config_path: PathBuf,
+}
+
+impl BinApp {
+    /// `config_text` must not set `[server].listen` or `[log]`: they are added
+    /// (port 0, JSON logs) so the address can be read back.
+    pub fn spawn(dir: &Path, config_text: &str, env: &[(&str, &str)]) -> BinApp {
+        let text = format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\n[log]\nformat = \"json\"\nlevel = \"info\"\n{}",
+            config_text.replace("{dir}", &dir.display().to_string())
+        );
+        let config_path = dir.join("appliance.toml");
+        std::fs::write(&config_path, text).expect("write config");
+        let mut cmd = Command::new(BIN);
+        cmd.arg("serve")
+            .arg("--config")
+            .arg(&config_path)
+            .current_dir(dir)
+            .env_remove("RUST_LOG")
+            .env_remove("APPLIANCE_CONFIG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("spawn appliance");
+        let stderr = child.stderr.take().expect("stderr");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut sent = false;
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if !sent {
+                    if let Ok(v) = serde_json::from_str::<Value>(&line) {
+                        if let Some(a) = v["fields"]["main_addr"].as_str() {
+                            let _ = tx.send(Ok(a.parse::<SocketAddr>().expect("addr")));
+                            sent = true;
+                            continue;
+                        }
+                    }
+                    if line.contains("error") && !line.starts_with('{') {
+                        let _ = tx.send(Err(line.clone()));
+                        sent = true;
+                    }
+                }
+            }
+        });
+        let addr = match rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(Ok(a)) => a,
+            Ok(Err(line)) => panic!("appliance failed to start: {line}"),
+            Err(_) => panic!("appliance did not report its address"),
+        };
+        BinApp {
+            child,
+            addr,
+            dir: dir.to_path_buf(),
+            config_path,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill(); // SIGKILL
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for BinApp {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// Poll `f` until it returns Some or the deadline passes.
+pub async fn eventually<T, F, Fut>(what: &str, deadline: Duration, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let end = Instant::now() + deadline;
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        if Instant::now() > end {
+            panic!("timed out waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

@@ -1,0 +1,9 @@
+//! One integration-test binary (linked once): the real server over real HTTP.
+
+mod common;
+
+mod cli;
+mod concurrency;
+mod crash;
+mod kinds;
+mod limits;
