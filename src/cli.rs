@@ -5,7 +5,7 @@
 
 use crate::config::{self, Config, SecretSource, Target};
 use crate::store::{EventFilter, Store};
-use anyhow::{bail, Context};
+use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -154,8 +154,11 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
 }
 
 async fn wait_for_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+    use tokio::signal::unix::{SignalKind, signal};
+    match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
         (Ok(mut term), Ok(mut int)) => {
             tokio::select! {
                 _ = term.recv() => {}
@@ -194,7 +197,10 @@ pub fn summary(cfg: &Config) -> String {
     let _ = writeln!(out, "config: {} (valid)", cfg.source);
     let _ = writeln!(out, "listen: {}", cfg.server.listen);
     if let Some(a) = cfg.admin.listen {
-        let _ = writeln!(out, "admin listen: {a} (dashboard, /api and /metrics only there)");
+        let _ = writeln!(
+            out,
+            "admin listen: {a} (dashboard, /api and /metrics only there)"
+        );
     }
     let _ = writeln!(
         out,
@@ -225,7 +231,11 @@ pub fn summary(cfg: &Config) -> String {
             let _ = writeln!(out, "    allow:  {}", list.join(", "));
         }
         if let Some(r) = p.rate_limit {
-            let _ = writeln!(out, "    rate:   {}/s per client, burst {}", r.per_second, r.burst);
+            let _ = writeln!(
+                out,
+                "    rate:   {}/s per client, burst {}",
+                r.per_second, r.burst
+            );
         }
         let _ = writeln!(out, "    max body: {} bytes", p.max_body);
         for r in &p.routes {
@@ -233,7 +243,13 @@ pub fn summary(cfg: &Config) -> String {
                 Target::Url { url, .. } => format!("POST {url}"),
                 Target::Command(c) => format!("run {}", c.join(" ")),
             };
-            let _ = writeln!(out, "    route {}: [{}] -> {}", r.name, r.events.join(", "), target);
+            let _ = writeln!(
+                out,
+                "    route {}: [{}] -> {}",
+                r.name,
+                r.events.join(", "),
+                target
+            );
         }
     }
     out
@@ -258,7 +274,11 @@ async fn send_test(cfg: Config, args: SendTest) -> anyhow::Result<ExitCode> {
             "no provider {:?} in {} (providers: {})",
             args.provider,
             cfg.source,
-            if names.is_empty() { "none".into() } else { names.join(", ") }
+            if names.is_empty() {
+                "none".into()
+            } else {
+                names.join(", ")
+            }
         );
     };
     let store = match &p.secret {
@@ -277,7 +297,13 @@ async fn send_test(cfg: Config, args: SendTest) -> anyhow::Result<ExitCode> {
     let nonce = format!("{:016x}", rand::random::<u64>());
     let req = p
         .scheme
-        .sign(&secret, args.event.as_deref(), payload.as_deref(), now, &nonce)
+        .sign(
+            &secret,
+            args.event.as_deref(),
+            payload.as_deref(),
+            now,
+            &nonce,
+        )
         .map_err(|e| anyhow::anyhow!("cannot build a {} request: {e}", p.kind))?;
     let base = args.url.unwrap_or_else(|| base_url(&cfg));
     let url = format!("{}{}", base.trim_end_matches('/'), p.path);
@@ -350,7 +376,10 @@ async fn events(cfg: Config, cmd: Events) -> anyhow::Result<()> {
             }
         }
         Events::Show { id } => match store.get_event(id).await? {
-            Some(d) => println!("{}", serde_json::to_string_pretty(&crate::api::detail_json(&d))?),
+            Some(d) => println!(
+                "{}",
+                serde_json::to_string_pretty(&crate::api::detail_json(&d))?
+            ),
             None => bail!("no event with id {id}"),
         },
     }

@@ -1,7 +1,7 @@
 //! The one error answer of the HTTP surface: `{"error": "short reason",
 //! "code": "snake_case_code"}` with a status, shared by ingest and `/api`.
 
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 #[derive(Debug, Clone)]
@@ -24,7 +24,11 @@ impl HttpError {
     }
 
     pub fn not_found(what: &str) -> Self {
-        Self::new(StatusCode::NOT_FOUND, "not_found", format!("{what} not found"))
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("{what} not found"),
+        )
     }
 
     pub fn bad_request(message: impl Into<String>) -> Self {

@@ -29,8 +29,8 @@ pub mod verify;
 
 use anyhow::Context;
 use config::Config;
-use std::sync::atomic::AtomicI64;
 use std::sync::Arc;
+use std::sync::atomic::AtomicI64;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
@@ -117,7 +117,9 @@ pub async fn run_with(
         endpoints.push(ingest::Endpoint::new(p.clone(), r.secrets));
     }
     if config.providers.is_empty() {
-        tracing::warn!("no providers configured: every webhook path answers 404 (add a [providers.NAME] table)");
+        tracing::warn!(
+            "no providers configured: every webhook path answers 404 (add a [providers.NAME] table)"
+        );
     }
 
     let outbox_wake = Arc::new(Notify::new());
@@ -137,7 +139,9 @@ pub async fn run_with(
     let ingest_router = {
         let ingest = ingest.clone();
         axum::Router::new().fallback(
-            move |axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<std::net::SocketAddr>,
+            move |axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<
+                std::net::SocketAddr,
+            >,
                   req: axum::extract::Request| {
                 let ingest = ingest.clone();
                 async move { ingest.handle(peer, req).await }
@@ -167,7 +171,13 @@ pub async fn run_with(
     }
 
     for p in &config.providers {
-        tracing::info!(provider = p.name, kind = p.kind, path = p.path, routes = p.routes.len(), "endpoint ready");
+        tracing::info!(
+            provider = p.name,
+            kind = p.kind,
+            path = p.path,
+            routes = p.routes.len(),
+            "endpoint ready"
+        );
     }
     let main_addr = listeners.main.local_addr()?;
     let mut tasks = tokio::task::JoinSet::new();
@@ -175,8 +185,10 @@ pub async fn run_with(
         Some(admin) => {
             let admin_addr = admin.local_addr()?;
             tracing::info!(%main_addr, %admin_addr, "listening (webhooks on the first, admin on the second)");
-            let health = axum::Router::new()
-                .route("/healthz", axum::routing::get(|| async { axum::Json(serde_json::json!({"status":"ok"})) }));
+            let health = axum::Router::new().route(
+                "/healthz",
+                axum::routing::get(|| async { axum::Json(serde_json::json!({"status":"ok"})) }),
+            );
             tasks.spawn(server::serve(
                 listeners.main,
                 health.merge(ingest_router),

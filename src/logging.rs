@@ -6,7 +6,7 @@ use crate::config::{Log, LogFormat};
 use tracing_appender::non_blocking::WorkerGuard;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
-use tracing_subscriber::{fmt, EnvFilter, Layer};
+use tracing_subscriber::{EnvFilter, Layer, fmt};
 
 /// Keeps the file writer flushing; hold it until exit.
 pub struct Guard(#[allow(dead_code)] Option<WorkerGuard>);

@@ -3,8 +3,8 @@
 //! keep-alive connections), and graceful shutdown that lets in-flight requests
 //! finish within a grace period.
 
-use axum::extract::ConnectInfo;
 use axum::Router;
+use axum::extract::ConnectInfo;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;

@@ -3,16 +3,16 @@
 use crate::error::HttpError;
 use crate::store::{EventDetail, EventFilter, EventSummary, Store};
 use axum::extract::{Path, Query, Request, State};
-use axum::http::{header, StatusCode};
+use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use base64::Engine;
 use serde::Deserialize;
-use serde_json::{json, Value};
-use std::sync::atomic::{AtomicI64, Ordering};
+use serde_json::{Value, json};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, UNIX_EPOCH};
 use subtle::ConstantTimeEq;
 
@@ -66,15 +66,20 @@ async fn require_token(State(st): State<Arc<ApiState>>, req: Request, next: Next
 async fn readyz(State(st): State<Arc<ApiState>>) -> Response {
     match tokio::time::timeout(Duration::from_secs(2), st.store.check_writable()).await {
         Err(_) => return HttpError::unavailable("database write timed out").into_response(),
-        Ok(Err(e)) => return HttpError::unavailable(format!("database not writable: {e}")).into_response(),
+        Ok(Err(e)) => {
+            return HttpError::unavailable(format!("database not writable: {e}")).into_response();
+        }
         Ok(Ok(())) => {}
     }
     let tick = st.outbox_tick_ms.load(Ordering::Relaxed);
     if tick != 0 {
         let age = crate::store::now_ms() - tick;
         if age > st.outbox_tick_bound.as_millis() as i64 {
-            return HttpError::unavailable(format!("outbox loop has not ticked for {}s", age / 1000))
-                .into_response();
+            return HttpError::unavailable(format!(
+                "outbox loop has not ticked for {}s",
+                age / 1000
+            ))
+            .into_response();
         }
     }
     Json(json!({"status": "ready"})).into_response()
@@ -135,10 +140,12 @@ async fn list_events(
     Query(q): Query<ListQuery>,
 ) -> Result<Json<Value>, HttpError> {
     let limit = parse_limit(q.limit.as_deref())?;
-    if let Some(s) = &q.status {
-        if !["none", "pending", "delivered", "dead"].contains(&s.as_str()) {
-            return Err(HttpError::bad_request("status must be none, pending, delivered or dead"));
-        }
+    if let Some(s) = &q.status
+        && !["none", "pending", "delivered", "dead"].contains(&s.as_str())
+    {
+        return Err(HttpError::bad_request(
+            "status must be none, pending, delivered or dead",
+        ));
     }
     let filter = EventFilter {
         provider: q.provider.filter(|s| !s.is_empty()),
@@ -152,7 +159,11 @@ async fn list_events(
     let mut rows = st.store.list_events(filter).await.map_err(store_err)?;
     let more = rows.len() > limit;
     rows.truncate(limit);
-    let next = if more { rows.last().map(|r| r.id) } else { None };
+    let next = if more {
+        rows.last().map(|r| r.id)
+    } else {
+        None
+    };
     Ok(Json(json!({
         "events": rows.iter().map(summary_json).collect::<Vec<_>>(),
         "next_before": next,
@@ -164,10 +175,7 @@ pub fn detail_json(d: &EventDetail) -> Value {
     let mut v = summary_json(&d.summary);
     let obj = v.as_object_mut().expect("summary is an object");
     obj.insert("headers".into(), json!(d.headers));
-    obj.insert(
-        "body".into(),
-        json!(std::str::from_utf8(&d.body).ok()),
-    );
+    obj.insert("body".into(), json!(std::str::from_utf8(&d.body).ok()));
     obj.insert(
         "body_base64".into(),
         json!(base64::engine::general_purpose::STANDARD.encode(&d.body)),
@@ -175,18 +183,19 @@ pub fn detail_json(d: &EventDetail) -> Value {
     obj.insert("verification".into(), json!(d.verification));
     obj.insert(
         "deliveries".into(),
-        json!(d
-            .deliveries
-            .iter()
-            .map(|x| json!({
-                "id": x.id,
-                "route": x.route,
-                "status": x.status,
-                "attempts": x.attempts,
-                "next_attempt_at": x.next_attempt_at_ms.map(rfc3339),
-                "last_error": x.last_error,
-            }))
-            .collect::<Vec<_>>()),
+        json!(
+            d.deliveries
+                .iter()
+                .map(|x| json!({
+                    "id": x.id,
+                    "route": x.route,
+                    "status": x.status,
+                    "attempts": x.attempts,
+                    "next_attempt_at": x.next_attempt_at_ms.map(rfc3339),
+                    "last_error": x.last_error,
+                }))
+                .collect::<Vec<_>>()
+        ),
     );
     v
 }
@@ -195,9 +204,7 @@ async fn show_event(
     State(st): State<Arc<ApiState>>,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, HttpError> {
-    let id: i64 = id
-        .parse()
-        .map_err(|_| HttpError::not_found("event"))?;
+    let id: i64 = id.parse().map_err(|_| HttpError::not_found("event"))?;
     match st.store.get_event(id).await.map_err(store_err)? {
         Some(d) => Ok(Json(detail_json(&d))),
         None => Err(HttpError::not_found("event")),

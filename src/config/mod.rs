@@ -206,8 +206,7 @@ pub fn glob_match(pattern: &str, text: &str) -> bool {
         return pattern == text;
     }
     let (first, last) = (parts[0], parts[parts.len() - 1]);
-    if !text.starts_with(first) || text.len() < first.len() + last.len() || !text.ends_with(last)
-    {
+    if !text.starts_with(first) || text.len() < first.len() + last.len() || !text.ends_with(last) {
         return false;
     }
     let mut rest = &text[first.len()..text.len() - last.len()];
@@ -231,7 +230,11 @@ pub struct Problem {
 
 impl fmt::Display for Problem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}:{}: {}", self.file, self.line, self.col, self.message)
+        write!(
+            f,
+            "{}:{}:{}: {}",
+            self.file, self.line, self.col, self.message
+        )
     }
 }
 
@@ -323,7 +326,10 @@ pub fn missing_secrets(cfg: &Config) -> Vec<String> {
         }
         SecretSource::File(p) => {
             if let Err(e) = std::fs::metadata(p) {
-                out.push(format!("{who}: secret file {} cannot be read: {e}", p.display()));
+                out.push(format!(
+                    "{who}: secret file {} cannot be read: {e}",
+                    p.display()
+                ));
             }
         }
         SecretSource::Generated(_) => {}

@@ -317,19 +317,22 @@ fn validate(cx: &mut Ctx<'_>, raw: RawConfig, path: &Path) -> Config {
             .as_deref()
             .map(|l| cx.cidrs(l, "server.trusted_proxies"))
             .unwrap_or_default(),
-        read_timeout: cx.duration(&rs.read_timeout, "server.read_timeout", Duration::from_secs(30)),
+        read_timeout: cx.duration(
+            &rs.read_timeout,
+            "server.read_timeout",
+            Duration::from_secs(30),
+        ),
         shutdown_grace: cx.duration(
             &rs.shutdown_grace,
             "server.shutdown_grace",
             Duration::from_secs(30),
         ),
-        max_header_bytes: cx.size(&rs.max_header_size, "server.max_header_size", 32 << 10)
-            as usize,
+        max_header_bytes: cx.size(&rs.max_header_size, "server.max_header_size", 32 << 10) as usize,
     };
-    if server.max_header_bytes < 8192 {
-        if let Some(s) = &rs.max_header_size {
-            cx.span(s, "server.max_header_size: must be at least 8KiB");
-        }
+    if server.max_header_bytes < 8192
+        && let Some(s) = &rs.max_header_size
+    {
+        cx.span(s, "server.max_header_size: must be at least 8KiB");
     }
 
     let st = raw.storage.map(|s| s.into_inner()).unwrap_or_default();
@@ -378,7 +381,10 @@ fn validate(cx: &mut Ctx<'_>, raw: RawConfig, path: &Path) -> Config {
                 "pretty" => LogFormat::Pretty,
                 "json" => LogFormat::Json,
                 other => {
-                    cx.span(f, format!("log.format: {other:?} is not one of \"pretty\", \"json\""));
+                    cx.span(
+                        f,
+                        format!("log.format: {other:?} is not one of \"pretty\", \"json\""),
+                    );
                     LogFormat::Pretty
                 }
             },
@@ -411,7 +417,9 @@ fn validate(cx: &mut Ctx<'_>, raw: RawConfig, path: &Path) -> Config {
     };
     let up = raw.update.map(|s| s.into_inner()).unwrap_or_default();
     let update = Update {
-        repo: up.repo.unwrap_or_else(|| "appliance-dev/appliance".to_string()),
+        repo: up
+            .repo
+            .unwrap_or_else(|| "appliance-dev/appliance".to_string()),
         api_url: up
             .api_url
             .unwrap_or_else(|| "https://api.github.com".to_string()),
@@ -527,7 +535,11 @@ fn provider(
     let path = match &p.path {
         Some(s) => {
             let v = s.get_ref();
-            if !v.starts_with('/') || v.contains(['?', '#', ' ']) || v.starts_with("/api") || is_reserved(v) {
+            if !v.starts_with('/')
+                || v.contains(['?', '#', ' '])
+                || v.starts_with("/api")
+                || is_reserved(v)
+            {
                 cx.span(
                     s,
                     format!("{}: {v:?} must start with '/', hold no '?', '#' or space, and not be /api, /healthz, /readyz or /metrics", key("path")),
@@ -546,10 +558,14 @@ fn provider(
     }
 
     // Secret source: exactly one.
-    let given = [p.secret_env.is_some(), p.secret_file.is_some(), p.secrets_env.is_some()]
-        .iter()
-        .filter(|x| **x)
-        .count();
+    let given = [
+        p.secret_env.is_some(),
+        p.secret_file.is_some(),
+        p.secrets_env.is_some(),
+    ]
+    .iter()
+    .filter(|x| **x)
+    .count();
     let secret = if given > 1 {
         cx.at(
             header_at,
@@ -562,7 +578,10 @@ fn provider(
         SecretSource::File(resolve(base_dir, f.get_ref()))
     } else if let Some(list) = &p.secrets_env {
         if list.get_ref().is_empty() {
-            cx.span(list, format!("{}: list at least one variable", key("secrets_env")));
+            cx.span(
+                list,
+                format!("{}: list at least one variable", key("secrets_env")),
+            );
         }
         let names = list
             .get_ref()
@@ -601,8 +620,14 @@ fn provider(
             ("algorithm", p.algorithm.as_ref().map(|s| s.span().start)),
             ("encoding", p.encoding.as_ref().map(|s| s.span().start)),
             ("prefix", p.prefix.as_ref().map(|s| s.span().start)),
-            ("timestamp_header", p.timestamp_header.as_ref().map(|s| s.span().start)),
-            ("signed_content", p.signed_content.as_ref().map(|s| s.span().start)),
+            (
+                "timestamp_header",
+                p.timestamp_header.as_ref().map(|s| s.span().start),
+            ),
+            (
+                "signed_content",
+                p.signed_content.as_ref().map(|s| s.span().start),
+            ),
             ("id_from", p.id_from.as_ref().map(|s| s.span().start)),
             ("type_from", p.type_from.as_ref().map(|s| s.span().start)),
         ] {
@@ -641,18 +666,31 @@ fn provider(
         }
     };
 
-    let allow_ips = p.allow_ips.as_deref().map(|l| cx.cidrs(l, &key("allow_ips")));
+    let allow_ips = p
+        .allow_ips
+        .as_deref()
+        .map(|l| cx.cidrs(l, &key("allow_ips")));
     let rate_limit = p.rate_limit.as_ref().and_then(|r| {
         let rr = r.get_ref();
         let per_second = *rr.per_second.get_ref();
-        let burst = rr.burst.as_ref().map(|b| *b.get_ref()).unwrap_or(per_second);
+        let burst = rr
+            .burst
+            .as_ref()
+            .map(|b| *b.get_ref())
+            .unwrap_or(per_second);
         if !(1..=1_000_000).contains(&per_second) {
-            cx.span(&rr.per_second, format!("{}: per_second must be 1..1000000", key("rate_limit")));
+            cx.span(
+                &rr.per_second,
+                format!("{}: per_second must be 1..1000000", key("rate_limit")),
+            );
             return None;
         }
         if !(1..=1_000_000).contains(&burst) {
             if let Some(b) = &rr.burst {
-                cx.span(b, format!("{}: burst must be 1..1000000", key("rate_limit")));
+                cx.span(
+                    b,
+                    format!("{}: burst must be 1..1000000", key("rate_limit")),
+                );
             }
             return None;
         }
@@ -668,7 +706,13 @@ fn provider(
     for (i, r) in p.routes.iter().enumerate() {
         if let Some(route) = route(cx, name, i, r) {
             if route_names.insert(route.name.clone(), ()).is_some() {
-                cx.span(r, format!("providers.{name}.routes: two routes are named {:?}", route.name));
+                cx.span(
+                    r,
+                    format!(
+                        "providers.{name}.routes: two routes are named {:?}",
+                        route.name
+                    ),
+                );
             }
             routes.push(route);
         }
@@ -713,7 +757,14 @@ fn hmac_scheme(
     let header = match &p.header {
         Some(h) => {
             if http::HeaderName::from_bytes(h.get_ref().as_bytes()).is_err() {
-                cx.span(h, format!("{}: {:?} is not a valid header name", key("header"), h.get_ref()));
+                cx.span(
+                    h,
+                    format!(
+                        "{}: {:?} is not a valid header name",
+                        key("header"),
+                        h.get_ref()
+                    ),
+                );
             }
             h.get_ref().clone()
         }
@@ -733,7 +784,13 @@ fn hmac_scheme(
         Some("sha512") => verify::Algorithm::Sha512,
         Some(other) => {
             if let Some(a) = &p.algorithm {
-                cx.span(a, format!("{}: {other:?} is not one of sha1, sha256, sha512", key("algorithm")));
+                cx.span(
+                    a,
+                    format!(
+                        "{}: {other:?} is not one of sha1, sha256, sha512",
+                        key("algorithm")
+                    ),
+                );
             }
             verify::Algorithm::Sha256
         }
@@ -743,7 +800,10 @@ fn hmac_scheme(
         Some("base64") => verify::Encoding::Base64,
         Some(other) => {
             if let Some(a) = &p.encoding {
-                cx.span(a, format!("{}: {other:?} is not one of hex, base64", key("encoding")));
+                cx.span(
+                    a,
+                    format!("{}: {other:?} is not one of hex, base64", key("encoding")),
+                );
             }
             verify::Encoding::Hex
         }
@@ -755,16 +815,32 @@ fn hmac_scheme(
         .unwrap_or_else(|| "{body}".to_string());
     if let Some(s) = &p.signed_content {
         if !s.get_ref().contains("{body}") {
-            cx.span(s, format!("{}: must contain {{body}}", key("signed_content")));
+            cx.span(
+                s,
+                format!("{}: must contain {{body}}", key("signed_content")),
+            );
         }
         if s.get_ref().contains("{timestamp}") && p.timestamp_header.is_none() {
-            cx.span(s, format!("{}: uses {{timestamp}} but `timestamp_header` is not set", key("signed_content")));
+            cx.span(
+                s,
+                format!(
+                    "{}: uses {{timestamp}} but `timestamp_header` is not set",
+                    key("signed_content")
+                ),
+            );
         }
     }
-    if let Some(h) = &p.timestamp_header {
-        if http::HeaderName::from_bytes(h.get_ref().as_bytes()).is_err() {
-            cx.span(h, format!("{}: {:?} is not a valid header name", key("timestamp_header"), h.get_ref()));
-        }
+    if let Some(h) = &p.timestamp_header
+        && http::HeaderName::from_bytes(h.get_ref().as_bytes()).is_err()
+    {
+        cx.span(
+            h,
+            format!(
+                "{}: {:?} is not a valid header name",
+                key("timestamp_header"),
+                h.get_ref()
+            ),
+        );
     }
     let mut source = |s: &Option<S<String>>, k: &str| -> Option<verify::Source> {
         let s = s.as_ref()?;
@@ -798,8 +874,15 @@ fn route(cx: &mut Ctx<'_>, provider: &str, index: usize, rr: &S<RawRoute>) -> Op
     let name = match &r.name {
         Some(n) => {
             let v = n.get_ref();
-            if v.is_empty() || !v.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
-                cx.span(n, format!("{}: use letters, digits, '-', '_' and '.'", key("name")));
+            if v.is_empty()
+                || !v
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+            {
+                cx.span(
+                    n,
+                    format!("{}: use letters, digits, '-', '_' and '.'", key("name")),
+                );
             }
             v.clone()
         }
@@ -807,7 +890,13 @@ fn route(cx: &mut Ctx<'_>, provider: &str, index: usize, rr: &S<RawRoute>) -> Op
     };
     let events = match &r.events {
         Some(e) if e.get_ref().is_empty() => {
-            cx.span(e, format!("{}: list at least one glob, or \"*\" for all", key("events")));
+            cx.span(
+                e,
+                format!(
+                    "{}: list at least one glob, or \"*\" for all",
+                    key("events")
+                ),
+            );
             Vec::new()
         }
         Some(e) => e.get_ref().iter().map(|g| g.get_ref().clone()).collect(),
@@ -830,13 +919,19 @@ fn route(cx: &mut Ctx<'_>, provider: &str, index: usize, rr: &S<RawRoute>) -> Op
                 if http::HeaderName::from_bytes(k.as_bytes()).is_err()
                     || http::HeaderValue::from_str(v).is_err()
                 {
-                    cx.at(at, format!("{}: {k:?} is not a valid header", key("headers")));
+                    cx.at(
+                        at,
+                        format!("{}: {k:?} is not a valid header", key("headers")),
+                    );
                 }
                 headers.push((k.clone(), v.clone()));
             }
             Some(Target::Url {
                 url: u.get_ref().clone(),
-                secret_env: r.secret_env.as_ref().map(|v| cx.env_name(v, &key("secret_env"))),
+                secret_env: r
+                    .secret_env
+                    .as_ref()
+                    .map(|v| cx.env_name(v, &key("secret_env"))),
                 headers,
                 forward_headers: r
                     .forward_headers
@@ -847,7 +942,13 @@ fn route(cx: &mut Ctx<'_>, provider: &str, index: usize, rr: &S<RawRoute>) -> Op
         }
         (None, Some(c)) => {
             if c.get_ref().is_empty() || c.get_ref()[0].is_empty() {
-                cx.span(c, format!("{}: name the program to run, e.g. [\"/usr/local/bin/on-event\"]", key("command")));
+                cx.span(
+                    c,
+                    format!(
+                        "{}: name the program to run, e.g. [\"/usr/local/bin/on-event\"]",
+                        key("command")
+                    ),
+                );
             }
             if let Some(s) = &r.secret_env {
                 cx.span(s, format!("{}: only for url targets", key("secret_env")));
@@ -855,7 +956,10 @@ fn route(cx: &mut Ctx<'_>, provider: &str, index: usize, rr: &S<RawRoute>) -> Op
             Some(Target::Command(c.get_ref().clone()))
         }
     };
-    let timeout = r.timeout.as_ref().map(|_| cx.duration(&r.timeout, &key("timeout"), Duration::from_secs(10)));
+    let timeout = r
+        .timeout
+        .as_ref()
+        .map(|_| cx.duration(&r.timeout, &key("timeout"), Duration::from_secs(10)));
     let concurrency = match &r.concurrency {
         None => None,
         Some(c) if (1..=10_000).contains(c.get_ref()) => Some(*c.get_ref() as usize),
@@ -864,7 +968,10 @@ fn route(cx: &mut Ctx<'_>, provider: &str, index: usize, rr: &S<RawRoute>) -> Op
             None
         }
     };
-    let schedule = r.schedule.as_ref().map(|s| cx.schedule(s, &key("schedule")));
+    let schedule = r
+        .schedule
+        .as_ref()
+        .map(|s| cx.schedule(s, &key("schedule")));
     Some(Route {
         name,
         events,

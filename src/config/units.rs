@@ -3,17 +3,16 @@
 use std::time::Duration;
 
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    humantime::parse_duration(s.trim())
-        .map_err(|e| format!("invalid duration {s:?} ({e}); write it like \"30s\", \"5m\" or \"1h 30m\""))
+    humantime::parse_duration(s.trim()).map_err(|e| {
+        format!("invalid duration {s:?} ({e}); write it like \"30s\", \"5m\" or \"1h 30m\"")
+    })
 }
 
 /// Sizes: a number with an optional unit: B, KB/MB/GB (powers of 1000) or
 /// KiB/MiB/GiB (powers of 1024). Case-insensitive; spaces allowed between.
 pub fn parse_size(s: &str) -> Result<u64, String> {
     let t = s.trim();
-    let split = t
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(t.len());
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
     let bad = || format!("invalid size {s:?}; write it like \"1MiB\", \"256KiB\" or \"65536\"");
     let n: u64 = num.parse().map_err(|_| bad())?;

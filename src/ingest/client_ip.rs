@@ -74,7 +74,10 @@ mod tests {
         let trusted = vec!["127.0.0.1/32".parse().unwrap()];
         let ip = client_ip(
             "10.0.0.5".parse().unwrap(),
-            &h(&[("x-forwarded-for", "3.3.3.3"), ("cf-connecting-ip", "4.4.4.4")]),
+            &h(&[
+                ("x-forwarded-for", "3.3.3.3"),
+                ("cf-connecting-ip", "4.4.4.4"),
+            ]),
             &trusted,
         );
         assert_eq!(ip, "10.0.0.5".parse::<IpAddr>().unwrap());
@@ -82,7 +85,10 @@ mod tests {
 
     #[test]
     fn trusted_proxy_chain_is_walked_from_the_right() {
-        let trusted: Vec<IpNet> = vec!["127.0.0.1/32".parse().unwrap(), "10.0.0.0/8".parse().unwrap()];
+        let trusted: Vec<IpNet> = vec![
+            "127.0.0.1/32".parse().unwrap(),
+            "10.0.0.0/8".parse().unwrap(),
+        ];
         let ip = client_ip(
             "127.0.0.1".parse().unwrap(),
             &h(&[("x-forwarded-for", "6.6.6.6, 5.5.5.5, 10.1.1.1")]),

@@ -15,7 +15,7 @@ use crate::error::HttpError;
 use crate::store::{Inserted, NewEvent, Store};
 use crate::verify::{Input, Rejection, Secret};
 use axum::body::Body;
-use axum::http::{header, HeaderMap, Method, Request, StatusCode};
+use axum::http::{HeaderMap, Method, Request, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota};
@@ -102,8 +102,12 @@ impl Ingest {
 
     pub async fn handle(&self, peer: SocketAddr, req: Request<Body>) -> Response {
         let Some(ep) = self.endpoints.get(req.uri().path()).cloned() else {
-            return HttpError::new(StatusCode::NOT_FOUND, "not_found", "no webhook endpoint at this path")
-                .into_response();
+            return HttpError::new(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                "no webhook endpoint at this path",
+            )
+            .into_response();
         };
         let name = ep.provider.name.as_str();
         match self.accept(&ep, peer, req).await {
@@ -154,26 +158,26 @@ impl Ingest {
         }
 
         let ip = client_ip(peer.ip(), req.headers(), &self.trusted_proxies);
-        if let Some(allow) = &p.allow_ips {
-            if !allow.iter().any(|n| n.contains(&ip)) {
-                return Err(HttpError::new(
-                    StatusCode::FORBIDDEN,
-                    "ip_not_allowed",
-                    format!("address {ip} is not allowed"),
-                ));
-            }
+        if let Some(allow) = &p.allow_ips
+            && !allow.iter().any(|n| n.contains(&ip))
+        {
+            return Err(HttpError::new(
+                StatusCode::FORBIDDEN,
+                "ip_not_allowed",
+                format!("address {ip} is not allowed"),
+            ));
         }
-        if let Some(l) = &ep.limiter {
-            if let Err(not_until) = l.check_key(&ip) {
-                let wait = not_until.wait_time_from(DefaultClock::default().now());
-                let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
-                return Err(HttpError::new(
-                    StatusCode::TOO_MANY_REQUESTS,
-                    "rate_limited",
-                    "too many requests",
-                )
-                .retry_after(secs.max(1)));
-            }
+        if let Some(l) = &ep.limiter
+            && let Err(not_until) = l.check_key(&ip)
+        {
+            let wait = not_until.wait_time_from(DefaultClock::default().now());
+            let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+            return Err(HttpError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                "too many requests",
+            )
+            .retry_after(secs.max(1)));
         }
 
         let (parts, body) = req.into_parts();
@@ -184,7 +188,7 @@ impl Ingest {
                     StatusCode::REQUEST_TIMEOUT,
                     "read_timeout",
                     "body not received in time",
-                ))
+                ));
             }
             Ok(Err(e)) if e.is::<LengthLimitError>() => return Err(too_large()),
             Ok(Err(_)) => return Err(HttpError::bad_request("could not read body")),
@@ -247,7 +251,10 @@ impl Ingest {
             Ok(Inserted::Duplicate { id }) => {
                 metrics::counter!("appliance_webhooks_duplicate_total", "provider" => p.name.clone()).increment(1);
                 tracing::debug!(provider = p.name, event_id, "duplicate");
-                Ok(axum::Json(serde_json::json!({"status": "duplicate", "id": id})).into_response())
+                Ok(
+                    axum::Json(serde_json::json!({"status": "duplicate", "id": id}))
+                        .into_response(),
+                )
             }
             Err(e) => {
                 tracing::error!(provider = p.name, error = %e, "store failed; answering 503");

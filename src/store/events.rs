@@ -1,8 +1,8 @@
 //! Events: insert with dedup (and their outbox rows in the same transaction),
 //! list and show.
 
-use super::{now_ms, StoreError};
-use rusqlite::{params, Connection, OptionalExtension, Row};
+use super::{StoreError, now_ms};
+use rusqlite::{Connection, OptionalExtension, Row, params};
 
 /// An event that passed verification, ready to store.
 #[derive(Debug, Clone)]

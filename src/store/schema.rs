@@ -63,7 +63,9 @@ const MIGRATIONS: &[&str] = &[
 
 #[derive(Debug, thiserror::Error)]
 pub enum MigrateError {
-    #[error("the database is at schema version {found}, newer than this binary knows ({known}); upgrade appliance or restore a backup")]
+    #[error(
+        "the database is at schema version {found}, newer than this binary knows ({known}); upgrade appliance or restore a backup"
+    )]
     TooNew { found: i64, known: i64 },
     #[error(transparent)]
     Sqlite(#[from] rusqlite::Error),

@@ -91,13 +91,21 @@ pub struct SignedRequest {
 /// A configured signature scheme.
 #[derive(Debug, Clone)]
 pub enum Scheme {
-    Stripe { tolerance: Duration },
+    Stripe {
+        tolerance: Duration,
+    },
     Github,
-    Slack { tolerance: Duration },
+    Slack {
+        tolerance: Duration,
+    },
     Shopify,
-    StandardWebhooks { tolerance: Duration },
+    StandardWebhooks {
+        tolerance: Duration,
+    },
     /// `legacy_secret`: when set, the body's `webhookSecret` must also equal it.
-    Snaptrade { legacy_secret: Option<Secret> },
+    Snaptrade {
+        legacy_secret: Option<Secret>,
+    },
     Hmac(HmacScheme),
 }
 
@@ -158,9 +166,14 @@ impl Scheme {
             Scheme::StandardWebhooks { .. } => {
                 standard_webhooks::sign(secret, event_type, payload, now, nonce)
             }
-            Scheme::Snaptrade { legacy_secret } => {
-                snaptrade::sign(secret, legacy_secret.as_ref(), event_type, payload, now, nonce)
-            }
+            Scheme::Snaptrade { legacy_secret } => snaptrade::sign(
+                secret,
+                legacy_secret.as_ref(),
+                event_type,
+                payload,
+                now,
+                nonce,
+            ),
             Scheme::Hmac(s) => s.sign(secret, event_type, payload, now, nonce),
         }
     }

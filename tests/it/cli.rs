@@ -28,26 +28,70 @@ fn check_config_accepts_the_example() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stdout}\n{stderr}");
-    for p in ["stripe", "github-deploys", "acme", "snaptrade", "/hooks/gh", "route payments"] {
+    for p in [
+        "stripe",
+        "github-deploys",
+        "acme",
+        "snaptrade",
+        "/hooks/gh",
+        "route payments",
+    ] {
         assert!(stdout.contains(p), "summary lacks {p}:\n{stdout}");
     }
-    assert!(!stdout.contains("set\n"), "a secret value leaked:\n{stdout}");
+    assert!(
+        !stdout.contains("set\n"),
+        "a secret value leaked:\n{stdout}"
+    );
     // Only the secret file of the example is missing here: a warning, not an error.
-    assert!(stderr.contains("warning:") && stderr.contains("acme.secret"), "{stderr}");
-    assert!(!stderr.contains("STRIPE_WEBHOOK_SECRET is not set"), "{stderr}");
+    assert!(
+        stderr.contains("warning:") && stderr.contains("acme.secret"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("STRIPE_WEBHOOK_SECRET is not set"),
+        "{stderr}"
+    );
 }
 
 #[test]
 fn check_config_reports_each_problem_with_line_and_column() {
     let cases: &[(&str, &str, &str)] = &[
         ("syntax", "[server\nlisten = \"x\"\n", "bad.toml:1:8:"),
-        ("unknown key", "[server]\nlisten = \"127.0.0.1:1\"\nlisen = 1\n", "bad.toml:3:1: unknown field `lisen`"),
-        ("bad duration", "[server]\nread_timeout = \"soon\"\n", "bad.toml:2:16: server.read_timeout: invalid duration"),
-        ("bad size", "[server]\nmax_body = \"lots\"\n", "bad.toml:2:12: server.max_body: invalid size"),
-        ("bad cidr", "[providers.github]\nsecret_env = \"X\"\nallow_ips = [\"1.2.3.4/40\"]\n", "bad.toml:3:14: providers.github.allow_ips: invalid CIDR"),
-        ("unknown kind", "[providers.x]\nkind = \"pigeon\"\nsecret_env = \"X\"\n", "bad.toml:2:8: providers.x.kind: unknown kind \"pigeon\""),
-        ("same path", "[providers.github]\nsecret_env = \"X\"\n[providers.b]\nkind = \"github\"\nsecret_env = \"X\"\npath = \"/webhooks/github\"\n", "bad.toml:6:8: providers.b: path /webhooks/github is already used by provider github"),
-        ("hmac without header", "[providers.acme]\nkind = \"hmac\"\nsecret_env = \"X\"\n", "bad.toml:1:1: providers.acme: kind \"hmac\" needs `header`"),
+        (
+            "unknown key",
+            "[server]\nlisten = \"127.0.0.1:1\"\nlisen = 1\n",
+            "bad.toml:3:1: unknown field `lisen`",
+        ),
+        (
+            "bad duration",
+            "[server]\nread_timeout = \"soon\"\n",
+            "bad.toml:2:16: server.read_timeout: invalid duration",
+        ),
+        (
+            "bad size",
+            "[server]\nmax_body = \"lots\"\n",
+            "bad.toml:2:12: server.max_body: invalid size",
+        ),
+        (
+            "bad cidr",
+            "[providers.github]\nsecret_env = \"X\"\nallow_ips = [\"1.2.3.4/40\"]\n",
+            "bad.toml:3:14: providers.github.allow_ips: invalid CIDR",
+        ),
+        (
+            "unknown kind",
+            "[providers.x]\nkind = \"pigeon\"\nsecret_env = \"X\"\n",
+            "bad.toml:2:8: providers.x.kind: unknown kind \"pigeon\"",
+        ),
+        (
+            "same path",
+            "[providers.github]\nsecret_env = \"X\"\n[providers.b]\nkind = \"github\"\nsecret_env = \"X\"\npath = \"/webhooks/github\"\n",
+            "bad.toml:6:8: providers.b: path /webhooks/github is already used by provider github",
+        ),
+        (
+            "hmac without header",
+            "[providers.acme]\nkind = \"hmac\"\nsecret_env = \"X\"\n",
+            "bad.toml:1:1: providers.acme: kind \"hmac\" needs `header`",
+        ),
     ];
     let dir = tempfile::tempdir().unwrap();
     for (what, text, want) in cases {
@@ -60,7 +104,10 @@ fn check_config_reports_each_problem_with_line_and_column() {
             .unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(1), "{what}: {stderr}");
-        assert!(stderr.contains(want), "{what}: expected {want:?} in:\n{stderr}");
+        assert!(
+            stderr.contains(want),
+            "{what}: expected {want:?} in:\n{stderr}"
+        );
     }
 }
 
@@ -84,7 +131,10 @@ fn serve_refuses_to_start_without_its_secret() {
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
-    assert!(stderr.contains("APPLIANCE_TEST_SURELY_UNSET is not set"), "{stderr}");
+    assert!(
+        stderr.contains("APPLIANCE_TEST_SURELY_UNSET is not set"),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -110,12 +160,24 @@ async fn embedded_default_and_send_test() {
             .output()
             .unwrap()
     };
-    let out = run(&["send-test", "default", "--url", &format!("http://{}", app.addr)]);
+    let out = run(&[
+        "send-test",
+        "default",
+        "--url",
+        &format!("http://{}", app.addr),
+    ]);
     let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let mut lines = stdout.lines();
     assert_eq!(lines.next(), Some("200"));
-    assert!(lines.next().unwrap_or("").contains("\"accepted\""), "{stdout}");
+    assert!(
+        lines.next().unwrap_or("").contains("\"accepted\""),
+        "{stdout}"
+    );
 
     // The stored event is visible to `events list`, and `admin token` prints the token.
     let out = run(&["events", "list", "--json"]);

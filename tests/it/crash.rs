@@ -21,7 +21,12 @@ async fn sigkill_loses_no_acknowledged_event() {
     let url = bin.url("/webhooks/p");
     let mut senders = Vec::new();
     for _ in 0..8 {
-        let (acked, scheme, url, enough) = (acked.clone(), scheme.clone(), url.clone(), enough_tx.clone());
+        let (acked, scheme, url, enough) = (
+            acked.clone(),
+            scheme.clone(),
+            url.clone(),
+            enough_tx.clone(),
+        );
         senders.push(tokio::spawn(async move {
             let client = client();
             loop {
@@ -71,7 +76,13 @@ async fn sigkill_loses_no_acknowledged_event() {
         })
         .await
         .unwrap();
-    let stored: std::collections::HashSet<String> = stored.into_iter().map(|e| e.event_id).collect();
+    let stored: std::collections::HashSet<String> =
+        stored.into_iter().map(|e| e.event_id).collect();
     let lost: Vec<&String> = acked.iter().filter(|id| !stored.contains(*id)).collect();
-    assert!(lost.is_empty(), "{} acknowledged events lost: {:?}", lost.len(), &lost[..lost.len().min(5)]);
+    assert!(
+        lost.is_empty(),
+        "{} acknowledged events lost: {:?}",
+        lost.len(),
+        &lost[..lost.len().min(5)]
+    );
 }

@@ -49,7 +49,12 @@ async fn check(kind: Kind) {
 
     let good = sign(&scheme, kind.secret, now());
     let (s, v) = app.post(path, &good).await;
-    assert_eq!(s, StatusCode::OK, "{}: genuine request refused: {v}", kind.name);
+    assert_eq!(
+        s,
+        StatusCode::OK,
+        "{}: genuine request refused: {v}",
+        kind.name
+    );
     assert_eq!(v["status"], "accepted", "{v}");
     let id = v["id"].as_i64().expect("id");
 
@@ -89,12 +94,20 @@ async fn check(kind: Kind) {
             assert_eq!(v["code"], "timestamp_outside_tolerance", "{v}");
         }
     }
-    assert_eq!(app.count("p").await, 1, "{}: a refused request was stored", kind.name);
+    assert_eq!(
+        app.count("p").await,
+        1,
+        "{}: a refused request was stored",
+        kind.name
+    );
 
     let (s, v) = app.api(&format!("/api/events/{id}")).await;
     assert_eq!(s, StatusCode::OK);
     assert_eq!(v["provider"], "p");
-    assert_eq!(v["body"].as_str().map(str::as_bytes), Some(good.body.as_slice()));
+    assert_eq!(
+        v["body"].as_str().map(str::as_bytes),
+        Some(good.body.as_slice())
+    );
     assert!(v["verification"].as_str().is_some_and(|d| !d.is_empty()));
     app.stop().await;
 }
@@ -245,12 +258,24 @@ async fn rotation_accepts_either_secret() {
         let scheme = &cfg.providers[i].scheme;
         for secret in [old, new] {
             let req = sign(scheme, secret, now());
-            let (s, v) = send(&client, &bin.url(&format!("/webhooks/p{i}")), &req.headers, req.body).await;
+            let (s, v) = send(
+                &client,
+                &bin.url(&format!("/webhooks/p{i}")),
+                &req.headers,
+                req.body,
+            )
+            .await;
             assert_eq!(s, StatusCode::OK, "{kind} with {secret}: {v}");
             assert_eq!(v["status"], "accepted");
         }
         let req = sign(scheme, "neither", now());
-        let (s, _) = send(&client, &bin.url(&format!("/webhooks/p{i}")), &req.headers, req.body).await;
+        let (s, _) = send(
+            &client,
+            &bin.url(&format!("/webhooks/p{i}")),
+            &req.headers,
+            req.body,
+        )
+        .await;
         assert_eq!(s, StatusCode::UNAUTHORIZED, "{kind}");
     }
 }

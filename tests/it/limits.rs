@@ -79,17 +79,20 @@ async fn allow_ips_direct_and_through_proxies() {
     )
     .await;
     let mut req = signed(&trusted);
-    req.headers.push(("x-forwarded-for".into(), "10.9.9.9".into()));
+    req.headers
+        .push(("x-forwarded-for".into(), "10.9.9.9".into()));
     let (s, v) = trusted.post("/webhooks/p", &req).await;
     assert_eq!(s, StatusCode::OK, "{v}");
     // ...and a forged leftmost entry does not help a disallowed client.
     let mut req = signed(&trusted);
-    req.headers.push(("x-forwarded-for".into(), "10.9.9.9, 192.0.2.7".into()));
+    req.headers
+        .push(("x-forwarded-for".into(), "10.9.9.9, 192.0.2.7".into()));
     let (s, _) = trusted.post("/webhooks/p", &req).await;
     assert_eq!(s, StatusCode::FORBIDDEN);
     // CF-Connecting-IP from a trusted peer.
     let mut req = signed(&trusted);
-    req.headers.push(("cf-connecting-ip".into(), "10.9.9.9".into()));
+    req.headers
+        .push(("cf-connecting-ip".into(), "10.9.9.9".into()));
     let (s, v) = trusted.post("/webhooks/p", &req).await;
     assert_eq!(s, StatusCode::OK, "{v}");
 
@@ -100,8 +103,10 @@ async fn allow_ips_direct_and_through_proxies() {
     )
     .await;
     let mut req = signed(&untrusted);
-    req.headers.push(("x-forwarded-for".into(), "10.9.9.9".into()));
-    req.headers.push(("cf-connecting-ip".into(), "10.9.9.9".into()));
+    req.headers
+        .push(("x-forwarded-for".into(), "10.9.9.9".into()));
+    req.headers
+        .push(("cf-connecting-ip".into(), "10.9.9.9".into()));
     let (s, _) = untrusted.post("/webhooks/p", &req).await;
     assert_eq!(s, StatusCode::FORBIDDEN);
     assert_eq!(untrusted.count("p").await, 0);
@@ -124,7 +129,11 @@ async fn rate_limit_answers_429_with_retry_after() {
         }
     }
     let r = limited.expect("20 requests in a row at 1/s: at least one is limited");
-    let retry: u64 = r.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    let retry: u64 = r.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
     assert!((1..=2).contains(&retry), "retry-after {retry}");
     let v: serde_json::Value = r.json().await.unwrap();
     assert_eq!(v["code"], "rate_limited");
@@ -133,7 +142,13 @@ async fn rate_limit_answers_429_with_retry_after() {
 #[tokio::test]
 async fn unknown_path_404_wrong_method_405() {
     let app = app("", "").await;
-    let r = app.client.post(app.url("/webhooks/nope")).body("{}").send().await.unwrap();
+    let r = app
+        .client
+        .post(app.url("/webhooks/nope"))
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
     let v: serde_json::Value = r.json().await.unwrap();
     assert_eq!(v["code"], "not_found");
@@ -186,16 +201,30 @@ async fn api_lists_newest_first_with_paging_and_filters() {
         assert_eq!(s, StatusCode::OK);
     }
     let (_, v) = app.api("/api/events?limit=2").await;
-    let ids: Vec<i64> = v["events"].as_array().unwrap().iter().map(|e| e["id"].as_i64().unwrap()).collect();
+    let ids: Vec<i64> = v["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["id"].as_i64().unwrap())
+        .collect();
     assert_eq!(ids.len(), 2);
     assert!(ids[0] > ids[1]);
     let next = v["next_before"].as_i64().expect("more pages");
     assert_eq!(next, ids[1]);
-    let (_, v) = app.api(&format!("/api/events?limit=10&before={next}")).await;
+    let (_, v) = app
+        .api(&format!("/api/events?limit=10&before={next}"))
+        .await;
     assert_eq!(v["events"].as_array().unwrap().len(), 3);
     assert!(v["next_before"].is_null());
     let first = &v["events"][0];
-    for key in ["id", "provider", "event_id", "type", "received_at", "status"] {
+    for key in [
+        "id",
+        "provider",
+        "event_id",
+        "type",
+        "received_at",
+        "status",
+    ] {
         assert!(!first[key].is_null(), "{key} missing: {first}");
     }
     assert_eq!(first["status"], "none");

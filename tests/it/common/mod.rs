@@ -74,7 +74,9 @@ impl TestApp {
 
     /// Start with an already built config (e.g. the embedded default).
     pub async fn start(dir: TempDir, cfg: config::Config) -> TestApp {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
         let addr = listener.local_addr().expect("addr");
         let shutdown = CancellationToken::new();
         let handle = tokio::spawn(appliance::run(cfg.clone(), listener, shutdown.clone()));
@@ -113,7 +115,13 @@ impl TestApp {
     }
 
     pub async fn post(&self, path: &str, req: &SignedRequest) -> (StatusCode, Value) {
-        send(&self.client, &self.url(path), &req.headers, req.body.clone()).await
+        send(
+            &self.client,
+            &self.url(path),
+            &req.headers,
+            req.body.clone(),
+        )
+        .await
     }
 
     pub async fn api(&self, path: &str) -> (StatusCode, Value) {
@@ -131,7 +139,9 @@ impl TestApp {
 
     /// Number of stored events for a provider, through the admin API.
     pub async fn count(&self, provider: &str) -> usize {
-        let (s, v) = self.api(&format!("/api/events?provider={provider}&limit=500")).await;
+        let (s, v) = self
+            .api(&format!("/api/events?provider={provider}&limit=500"))
+            .await;
         assert_eq!(s, StatusCode::OK, "{v}");
         v["events"].as_array().expect("events").len()
     }
@@ -214,12 +224,12 @@ impl BinApp {
             for line in BufReader::new(stderr).lines() {
                 let Ok(line) = line else { break };
                 if !sent {
-                    if let Ok(v) = serde_json::from_str::<Value>(&line) {
-                        if let Some(a) = v["fields"]["main_addr"].as_str() {
-                            let _ = tx.send(Ok(a.parse::<SocketAddr>().expect("addr")));
-                            sent = true;
-                            continue;
-                        }
+                    if let Ok(v) = serde_json::from_str::<Value>(&line)
+                        && let Some(a) = v["fields"]["main_addr"].as_str()
+                    {
+                        let _ = tx.send(Ok(a.parse::<SocketAddr>().expect("addr")));
+                        sent = true;
+                        continue;
                     }
                     if line.contains("error") && !line.starts_with('{') {
                         let _ = tx.send(Err(line.clone()));
