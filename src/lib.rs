@@ -9,6 +9,8 @@
 //!                              event row, dedup and the outbox rows of
 //!                              every matching route (group commit)
 //!                           -> 200 to the provider only after COMMIT
+//! outbox loop: claim due deliveries (lease) -> HTTP POST | command       src/outbox
+//!              -> record attempt -> delivered | retry (backoff) | dead
 //! admin API, health                                                    src/api
 //! ```
 //!
@@ -22,6 +24,7 @@ pub mod config;
 pub mod error;
 pub mod ingest;
 pub mod logging;
+pub mod outbox;
 pub mod secrets;
 pub mod server;
 pub mod store;
@@ -122,7 +125,27 @@ pub async fn run_with(
         );
     }
 
+    // Route secrets (signing what the outbox forwards).
+    let mut route_secrets = std::collections::HashMap::new();
+    for p in &config.providers {
+        for r in &p.routes {
+            if let config::Target::Url {
+                secret_env: Some(var),
+                ..
+            } = &r.target
+            {
+                let s = secrets::resolve(&config::SecretSource::Env(var.clone()), None, secrets::generate_whsec)
+                    .await
+                    .with_context(|| format!("route {}", r.name))?;
+                if let Some(s) = s.secrets.into_iter().next() {
+                    route_secrets.insert(r.name.clone(), s);
+                }
+            }
+        }
+    }
+
     let outbox_wake = Arc::new(Notify::new());
+    let outbox_tick = Arc::new(AtomicI64::new(crate::store::now_ms()));
     let ingest = Arc::new(ingest::Ingest::new(
         &config,
         endpoints,
@@ -132,9 +155,21 @@ pub async fn run_with(
     let api_state = Arc::new(api::ApiState {
         store: store.clone(),
         admin_token,
-        outbox_tick_ms: Arc::new(AtomicI64::new(0)),
-        outbox_tick_bound: Duration::from_secs(30),
+        config: config.clone(),
+        outbox_wake: outbox_wake.clone(),
+        outbox_tick_ms: outbox_tick.clone(),
+        outbox_tick_bound: Duration::from_secs(10),
     });
+    let outbox_task = tokio::spawn(
+        outbox::Outbox::new(
+            &config,
+            store.clone(),
+            &route_secrets,
+            outbox_wake.clone(),
+            outbox_tick,
+        )
+        .run(shutdown.clone()),
+    );
 
     let ingest_router = {
         let ingest = ingest.clone();
@@ -208,6 +243,7 @@ pub async fn run_with(
         }
     }
     while tasks.join_next().await.is_some() {}
+    let _ = outbox_task.await;
     tracing::info!("stopped");
     Ok(())
 }

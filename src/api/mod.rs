@@ -6,7 +6,7 @@ use axum::extract::{Path, Query, Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use base64::Engine;
 use serde::Deserialize;
@@ -20,6 +20,9 @@ use subtle::ConstantTimeEq;
 pub struct ApiState {
     pub store: Store,
     pub admin_token: String,
+    pub config: crate::config::Config,
+    /// Woken when deliveries are created or revived here.
+    pub outbox_wake: Arc<tokio::sync::Notify>,
     /// Unix ms of the outbox loop's last tick (0 = no outbox loop yet).
     pub outbox_tick_ms: Arc<AtomicI64>,
     /// How stale the tick may be before `/readyz` fails.
@@ -30,6 +33,9 @@ pub fn router(state: Arc<ApiState>) -> Router {
     let api = Router::new()
         .route("/api/events", get(list_events))
         .route("/api/events/{id}", get(show_event))
+        .route("/api/events/{id}/replay", post(replay_event))
+        .route("/api/deliveries", get(list_deliveries))
+        .route("/api/deliveries/{id}/retry", post(retry_delivery))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
     Router::new()
         .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
@@ -82,7 +88,19 @@ async fn readyz(State(st): State<Arc<ApiState>>) -> Response {
             .into_response();
         }
     }
-    Json(json!({"status": "ready"})).into_response()
+    let outbox = match st.store.outbox_stats().await {
+        Ok(o) => o,
+        Err(e) => return HttpError::unavailable(format!("database not readable: {e}")).into_response(),
+    };
+    Json(json!({
+        "status": "ready",
+        "outbox": {
+            "pending": outbox.pending,
+            "dead": outbox.dead,
+            "oldest_pending_age_s": outbox.oldest_pending_ms.map(|t| (crate::store::now_ms() - t).max(0) / 1000),
+        },
+    }))
+    .into_response()
 }
 
 #[derive(Deserialize)]
@@ -190,9 +208,10 @@ pub fn detail_json(d: &EventDetail) -> Value {
                     "id": x.id,
                     "route": x.route,
                     "status": x.status,
-                    "attempts": x.attempts,
+                    "attempt_count": x.attempts,
                     "next_attempt_at": x.next_attempt_at_ms.map(rfc3339),
                     "last_error": x.last_error,
+                    "attempts": x.attempts_list.iter().map(attempt_json).collect::<Vec<_>>(),
                 }))
                 .collect::<Vec<_>>()
         ),
@@ -208,5 +227,119 @@ async fn show_event(
     match st.store.get_event(id).await.map_err(store_err)? {
         Some(d) => Ok(Json(detail_json(&d))),
         None => Err(HttpError::not_found("event")),
+    }
+}
+
+fn attempt_json(a: &crate::store::AttemptRow) -> Value {
+    let mut v = json!({
+        "at": rfc3339(a.at_ms),
+        "duration_ms": a.duration_ms,
+        "error": a.error,
+        "response_excerpt": a.response_excerpt,
+    });
+    let obj = v.as_object_mut().expect("object");
+    if let Some(c) = a.status_code {
+        obj.insert("status_code".into(), json!(c));
+    }
+    if let Some(c) = a.exit_code {
+        obj.insert("exit_code".into(), json!(c));
+    }
+    v
+}
+
+fn parse_id(s: &str, what: &str) -> Result<i64, HttpError> {
+    s.parse().map_err(|_| HttpError::not_found(what))
+}
+
+async fn replay_event(
+    State(st): State<Arc<ApiState>>,
+    Path(id): Path<String>,
+) -> Result<Response, HttpError> {
+    let id = parse_id(&id, "event")?;
+    match crate::outbox::replay(&st.store, &st.config, id).await {
+        Ok(ids) => {
+            if !ids.is_empty() {
+                st.outbox_wake.notify_one();
+            }
+            Ok((StatusCode::ACCEPTED, Json(json!({"deliveries": ids}))).into_response())
+        }
+        Err(crate::store::StoreError::NotFound) => Err(HttpError::not_found("event")),
+        Err(e) => Err(store_err(e)),
+    }
+}
+
+#[derive(Deserialize)]
+struct DeliveryQuery {
+    status: Option<String>,
+    route: Option<String>,
+    limit: Option<String>,
+    before: Option<String>,
+}
+
+/// The JSON of one delivery in lists.
+pub fn delivery_json(d: &crate::store::DeliverySummary) -> Value {
+    json!({
+        "id": d.id,
+        "event": d.event,
+        "event_id": d.event_id,
+        "provider": d.provider,
+        "type": d.event_type,
+        "route": d.route,
+        "status": d.status,
+        "attempts": d.attempts,
+        "next_attempt_at": d.next_attempt_at_ms.map(rfc3339),
+        "last_error": d.last_error,
+        "created_at": rfc3339(d.created_at_ms),
+        "updated_at": rfc3339(d.updated_at_ms),
+    })
+}
+
+async fn list_deliveries(
+    State(st): State<Arc<ApiState>>,
+    Query(q): Query<DeliveryQuery>,
+) -> Result<Json<Value>, HttpError> {
+    let limit = parse_limit(q.limit.as_deref())?;
+    let status = q.status.filter(|s| !s.is_empty());
+    if let Some(s) = &status
+        && !["pending", "delivered", "dead"].contains(&s.as_str())
+    {
+        return Err(HttpError::bad_request("status must be pending, delivered or dead"));
+    }
+    let mut rows = st
+        .store
+        .list_deliveries(crate::store::DeliveryFilter {
+            status,
+            route: q.route.filter(|s| !s.is_empty()),
+            event: None,
+            before: parse_before(q.before.as_deref())?,
+            limit: limit + 1,
+        })
+        .await
+        .map_err(store_err)?;
+    let more = rows.len() > limit;
+    rows.truncate(limit);
+    let next = if more { rows.last().map(|r| r.id) } else { None };
+    Ok(Json(json!({
+        "deliveries": rows.iter().map(delivery_json).collect::<Vec<_>>(),
+        "next_before": next,
+    })))
+}
+
+async fn retry_delivery(
+    State(st): State<Arc<ApiState>>,
+    Path(id): Path<String>,
+) -> Result<Response, HttpError> {
+    let id = parse_id(&id, "delivery")?;
+    match st.store.revive_delivery(id).await.map_err(store_err)? {
+        crate::store::Revive::Revived => {
+            st.outbox_wake.notify_one();
+            Ok((StatusCode::ACCEPTED, Json(json!({"id": id, "status": "pending"}))).into_response())
+        }
+        crate::store::Revive::NotDead => Err(HttpError::new(
+            StatusCode::CONFLICT,
+            "not_dead",
+            "only a dead delivery can be retried",
+        )),
+        crate::store::Revive::NotFound => Err(HttpError::not_found("delivery")),
     }
 }

@@ -193,6 +193,19 @@ pub enum Target {
     Command(Vec<String>),
 }
 
+impl Config {
+    /// Names of the routes an event of this provider and type goes to now.
+    pub fn routes_for(&self, provider: &str, event_type: &str) -> Vec<String> {
+        self.providers
+            .iter()
+            .filter(|p| p.name == provider)
+            .flat_map(|p| p.routes.iter())
+            .filter(|r| r.matches(event_type))
+            .map(|r| r.name.clone())
+            .collect()
+    }
+}
+
 impl Route {
     pub fn matches(&self, event_type: &str) -> bool {
         self.events.iter().any(|g| glob_match(g, event_type))

@@ -450,10 +450,26 @@ fn validate(cx: &mut Ctx<'_>, raw: RawConfig, path: &Path) -> Config {
     // Providers, in file order.
     let mut entries: Vec<(String, S<RawProvider>)> = raw.providers.into_iter().collect();
     entries.sort_by_key(|(_, p)| p.span().start);
-    let mut providers = Vec::new();
+    let mut providers: Vec<Provider> = Vec::new();
     let mut paths: HashMap<String, String> = HashMap::new();
+    let mut route_owner: HashMap<String, String> = HashMap::new();
     for (name, rp) in entries {
+        let spans: Vec<usize> = rp.get_ref().routes.iter().map(|r| r.span().start).collect();
         if let Some(p) = provider(cx, &name, rp, &server, &mut paths, base_dir) {
+            // Route names are global: a delivery names its route alone.
+            for (r, at) in p.routes.iter().zip(spans) {
+                if let Some(other) = route_owner.insert(r.name.clone(), p.name.clone()) {
+                    if other != p.name {
+                        cx.at(
+                            at,
+                            format!(
+                                "providers.{}.routes: route name {:?} is already used by provider {other}; route names are unique across providers",
+                                p.name, r.name
+                            ),
+                        );
+                    }
+                }
+            }
             providers.push(p);
         }
     }

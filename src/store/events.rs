@@ -73,9 +73,14 @@ pub struct Delivery {
     pub attempts: i64,
     pub next_attempt_at_ms: Option<i64>,
     pub last_error: Option<String>,
+    pub attempts_list: Vec<super::AttemptRow>,
 }
 
-pub(super) fn insert(conn: &Connection, ev: &NewEvent) -> Result<Inserted, StoreError> {
+pub(super) fn insert(
+    conn: &Connection,
+    ev: &NewEvent,
+    headers: &str,
+) -> Result<Inserted, StoreError> {
     let tomb: Option<i64> = conn
         .prepare_cached("SELECT 1 FROM tombstones WHERE provider = ?1 AND event_id = ?2")?
         .query_row(params![ev.provider, ev.event_id], |r| r.get(0))
@@ -83,8 +88,6 @@ pub(super) fn insert(conn: &Connection, ev: &NewEvent) -> Result<Inserted, Store
     if tomb.is_some() {
         return Ok(Inserted::Duplicate { id: None });
     }
-    let headers = serde_json::to_string(&ev.headers)
-        .map_err(|e| StoreError::Sqlite(format!("headers: {e}")))?;
     let changed = conn
         .prepare_cached(
             "INSERT INTO events (provider, event_id, event_type, received_at, source_ip, headers, body, verification)
@@ -231,9 +234,14 @@ pub(super) fn get(conn: &Connection, id: i64) -> Result<Option<EventDetail>, Sto
                 attempts: r.get(3)?,
                 next_attempt_at_ms: r.get(4)?,
                 last_error: r.get(5)?,
+                attempts_list: Vec::new(),
             })
         })?
         .collect::<Result<Vec<_>, _>>()?;
+    let mut deliveries = deliveries;
+    for d in &mut deliveries {
+        d.attempts_list = super::outbox::attempts(conn, d.id)?;
+    }
     Ok(Some(EventDetail {
         summary,
         headers,

@@ -5,10 +5,12 @@
 //! be a new file here, not a change elsewhere.
 
 mod events;
+mod outbox;
 mod schema;
 mod writer;
 
 pub use events::{Delivery, EventDetail, EventFilter, EventSummary, Inserted, NewEvent};
+pub use outbox::{AttemptRow, Claimed, DeliveryFilter, DeliverySummary, Next, OutboxStats, Revive};
 pub use schema::MigrateError;
 
 use crate::config::Durability;
@@ -25,6 +27,8 @@ pub enum StoreError {
     Sqlite(String),
     #[error("database unavailable: {0}")]
     Unavailable(String),
+    #[error("not found")]
+    NotFound,
 }
 
 impl From<rusqlite::Error> for StoreError {
@@ -244,7 +248,11 @@ impl Store {
     /// Store one event (and its deliveries) unless (provider, event id) is
     /// already known. Answers after the commit.
     pub async fn insert_event(&self, ev: NewEvent) -> Result<Inserted, StoreError> {
-        self.write(move |conn| events::insert(conn, &ev)).await
+        // Serialise here, on the caller's task, not on the single writer thread.
+        let headers = serde_json::to_string(&ev.headers)
+            .map_err(|e| StoreError::Sqlite(format!("headers: {e}")))?;
+        self.write(move |conn| events::insert(conn, &ev, &headers))
+            .await
     }
 
     pub async fn list_events(&self, filter: EventFilter) -> Result<Vec<EventSummary>, StoreError> {
@@ -259,6 +267,65 @@ impl Store {
     pub async fn count_events(&self) -> Result<i64, StoreError> {
         self.read(|conn| Ok(conn.query_row("SELECT count(*) FROM events", [], |r| r.get(0))?))
             .await
+    }
+
+    /// Claim up to `limit` due deliveries of `route` until `lease_until` (ms).
+    pub async fn claim_due(
+        &self,
+        route: &str,
+        now: i64,
+        lease_until: i64,
+        limit: usize,
+    ) -> Result<Vec<Claimed>, StoreError> {
+        let route = route.to_string();
+        self.write(move |conn| outbox::claim(conn, &route, now, lease_until, limit))
+            .await
+    }
+
+    /// Record an attempt and move the delivery on (delivered, pending again, dead).
+    pub async fn record_attempt(
+        &self,
+        delivery: i64,
+        attempt: AttemptRow,
+        next: Next,
+    ) -> Result<(), StoreError> {
+        self.write(move |conn| outbox::record(conn, delivery, &attempt, next))
+            .await
+    }
+
+    /// A dead delivery becomes pending again, due now, with a fresh schedule.
+    pub async fn revive_delivery(&self, id: i64) -> Result<Revive, StoreError> {
+        self.write(move |conn| outbox::revive(conn, id)).await
+    }
+
+    /// Revive every dead delivery; their ids.
+    pub async fn revive_all_dead(&self) -> Result<Vec<i64>, StoreError> {
+        self.write(outbox::revive_all_dead).await
+    }
+
+    /// Fresh pending deliveries of an event for these routes (replay).
+    /// `StoreError::NotFound` if the event does not exist.
+    pub async fn add_deliveries(&self, event: i64, routes: Vec<String>) -> Result<Vec<i64>, StoreError> {
+        self.write(move |conn| outbox::add(conn, event, &routes)).await
+    }
+
+    /// Forget the leases of a previous process (at start-up: nothing else
+    /// delivers from this database).
+    pub async fn release_leases(&self) -> Result<usize, StoreError> {
+        self.write(outbox::release_leases).await
+    }
+
+    /// When the next pending delivery falls due (Unix ms), if any.
+    pub async fn next_due(&self, now: i64) -> Result<Option<i64>, StoreError> {
+        self.read(move |conn| outbox::next_due(conn, now)).await
+    }
+
+    pub async fn list_deliveries(&self, filter: DeliveryFilter) -> Result<Vec<DeliverySummary>, StoreError> {
+        self.read(move |conn| outbox::list(conn, &filter)).await
+    }
+
+    pub async fn outbox_stats(&self) -> Result<OutboxStats, StoreError> {
+        self.read(outbox::stats).await
     }
 }
 

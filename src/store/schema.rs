@@ -37,7 +37,8 @@ const MIGRATIONS: &[&str] = &[
         event           INTEGER NOT NULL REFERENCES events (id) ON DELETE CASCADE,
         route           TEXT NOT NULL,
         status          TEXT NOT NULL CHECK (status IN ('pending', 'delivered', 'dead')),
-        attempts        INTEGER NOT NULL DEFAULT 0,
+        attempts        INTEGER NOT NULL DEFAULT 0,   -- every attempt ever made
+        step            INTEGER NOT NULL DEFAULT 0,   -- attempts since the schedule (re)started
         next_attempt_at INTEGER,                -- Unix ms; NULL unless pending
         lease_until     INTEGER,                -- Unix ms while claimed by a worker
         last_error      TEXT,
@@ -45,7 +46,7 @@ const MIGRATIONS: &[&str] = &[
         updated_at      INTEGER NOT NULL
     );
     CREATE INDEX deliveries_by_event ON deliveries (event);
-    CREATE INDEX deliveries_due ON deliveries (next_attempt_at) WHERE status = 'pending';
+    CREATE INDEX deliveries_due ON deliveries (route, next_attempt_at) WHERE status = 'pending';
     CREATE INDEX deliveries_by_status ON deliveries (status, id);
     CREATE TABLE attempts (
         id               INTEGER PRIMARY KEY,

@@ -7,3 +7,4 @@ mod concurrency;
 mod crash;
 mod kinds;
 mod limits;
+mod outbox;

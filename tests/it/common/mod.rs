@@ -284,3 +284,115 @@ where
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// One request a test receiver got.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub headers: http::HeaderMap,
+    pub body: Vec<u8>,
+    pub at: Instant,
+}
+
+/// Receiver behaviour header: delay the answer by this many milliseconds.
+pub const DELAY: &str = "x-test-delay-ms";
+
+type Behaviour = dyn Fn(usize, &Received) -> (u16, Vec<(String, String)>) + Send + Sync;
+
+/// A real local HTTP server playing the team's downstream receiver. The
+/// behaviour gets the 0-based number of the request and the request, and
+/// answers a status and headers.
+pub struct Receiver {
+    pub addr: SocketAddr,
+    pub got: std::sync::Arc<std::sync::Mutex<Vec<Received>>>,
+    pub notify: std::sync::Arc<tokio::sync::Notify>,
+}
+
+impl Receiver {
+    pub async fn start(
+        behaviour: impl Fn(usize, &Received) -> (u16, Vec<(String, String)>) + Send + Sync + 'static,
+    ) -> Receiver {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        Self::start_on(listener, behaviour).await
+    }
+
+    pub async fn start_on(
+        listener: tokio::net::TcpListener,
+        behaviour: impl Fn(usize, &Received) -> (u16, Vec<(String, String)>) + Send + Sync + 'static,
+    ) -> Receiver {
+        let addr = listener.local_addr().unwrap();
+        let got: std::sync::Arc<std::sync::Mutex<Vec<Received>>> = Default::default();
+        let notify = std::sync::Arc::new(tokio::sync::Notify::new());
+        let behaviour: std::sync::Arc<Behaviour> = std::sync::Arc::new(behaviour);
+        let (g, n) = (got.clone(), notify.clone());
+        let app = axum::Router::new().fallback(move |headers: http::HeaderMap, body: axum::body::Bytes| {
+            let (g, n, behaviour) = (g.clone(), n.clone(), behaviour.clone());
+            async move {
+                let rec = Received {
+                    headers,
+                    body: body.to_vec(),
+                    at: Instant::now(),
+                };
+                let (status, hdrs, hang) = {
+                    let mut v = g.lock().unwrap();
+                    let (s, h) = behaviour(v.len(), &rec);
+                    v.push(rec);
+                    (s, h, s == 0)
+                };
+                n.notify_waiters();
+                if hang {
+                    // Status 0 means: never answer.
+                    std::future::pending::<()>().await;
+                }
+                let mut resp = axum::response::Response::builder().status(status);
+                for (k, v) in hdrs {
+                    // A pseudo-header: answer after this many milliseconds.
+                    if k == DELAY {
+                        tokio::time::sleep(Duration::from_millis(v.parse().unwrap_or(0))).await;
+                        continue;
+                    }
+                    resp = resp.header(k, v);
+                }
+                resp.body(axum::body::Body::from("receiver says hi")).unwrap()
+            }
+        });
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Receiver { addr, got, notify }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}/hook", self.addr)
+    }
+
+    pub fn count(&self) -> usize {
+        self.got.lock().unwrap().len()
+    }
+
+    pub fn requests(&self) -> Vec<Received> {
+        self.got.lock().unwrap().clone()
+    }
+
+    /// Wait until at least `n` requests arrived.
+    pub async fn wait_for(&self, n: usize, deadline: Duration) {
+        let end = Instant::now() + deadline;
+        loop {
+            let notified = self.notify.notified();
+            if self.count() >= n {
+                return;
+            }
+            let left = end.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                panic!("receiver got {} requests, expected {n}", self.count());
+            }
+            let _ = tokio::time::timeout(left.min(Duration::from_millis(200)), notified).await;
+        }
+    }
+}
+
+pub fn header<'a>(r: &'a Received, name: &str) -> &'a str {
+    r.headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+}
