@@ -45,6 +45,13 @@ pub enum Command {
     /// Admin credentials
     #[command(subcommand)]
     Admin(Admin),
+    /// Print shell completions
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff)
+    Man,
 }
 
 #[derive(Subcommand, Debug)]
@@ -173,6 +180,17 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Outbox(cmd) => {
             let cfg = load(&cli.global)?;
             runtime()?.block_on(outbox(cfg, cmd))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            let mut cmd = Cli::command();
+            clap_complete::generate(shell, &mut cmd, "appliance", &mut std::io::stdout());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Man => {
+            use clap::CommandFactory;
+            clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout())?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Admin(Admin::Token { provider }) => {
@@ -550,7 +568,9 @@ fn parse_since(s: &str) -> anyhow::Result<i64> {
     }
     match config::parse_duration(s) {
         Ok(d) => Ok(crate::store::now_ms() - d.as_millis() as i64),
-        Err(_) => bail!("--since {s:?}: give an RFC 3339 time (2026-01-31T12:00:00Z) or an age (2h)"),
+        Err(_) => {
+            bail!("--since {s:?}: give an RFC 3339 time (2026-01-31T12:00:00Z) or an age (2h)")
+        }
     }
 }
 
@@ -567,7 +587,11 @@ async fn outbox(cfg: Config, cmd: Outbox) -> anyhow::Result<()> {
             if !(1..=100_000).contains(&limit) {
                 bail!("--limit must be 1..100000");
             }
-            let status = if dead { Some("dead".to_string()) } else { status };
+            let status = if dead {
+                Some("dead".to_string())
+            } else {
+                status
+            };
             let rows = store
                 .list_deliveries(crate::store::DeliveryFilter {
                     status,
@@ -598,7 +622,9 @@ async fn outbox(cfg: Config, cmd: Outbox) -> anyhow::Result<()> {
                         r.route.clone(),
                         r.status.clone(),
                         r.attempts.to_string(),
-                        r.next_attempt_at_ms.map(crate::api::rfc3339).unwrap_or_default(),
+                        r.next_attempt_at_ms
+                            .map(crate::api::rfc3339)
+                            .unwrap_or_default(),
                         r.last_error.clone().unwrap_or_default(),
                     ]);
                 }

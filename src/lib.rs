@@ -27,6 +27,7 @@ pub mod logging;
 pub mod outbox;
 pub mod secrets;
 pub mod server;
+pub mod snaptrade;
 pub mod store;
 pub mod verify;
 
@@ -134,9 +135,13 @@ pub async fn run_with(
                 ..
             } = &r.target
             {
-                let s = secrets::resolve(&config::SecretSource::Env(var.clone()), None, secrets::generate_whsec)
-                    .await
-                    .with_context(|| format!("route {}", r.name))?;
+                let s = secrets::resolve(
+                    &config::SecretSource::Env(var.clone()),
+                    None,
+                    secrets::generate_whsec,
+                )
+                .await
+                .with_context(|| format!("route {}", r.name))?;
                 if let Some(s) = s.secrets.into_iter().next() {
                     route_secrets.insert(r.name.clone(), s);
                 }
@@ -244,6 +249,9 @@ pub async fn run_with(
     }
     while tasks.join_next().await.is_some() {}
     let _ = outbox_task.await;
+    if let Err(e) = store.checkpoint().await {
+        tracing::warn!(error = %e, "WAL checkpoint at shutdown failed");
+    }
     tracing::info!("stopped");
     Ok(())
 }

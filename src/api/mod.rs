@@ -90,7 +90,9 @@ async fn readyz(State(st): State<Arc<ApiState>>) -> Response {
     }
     let outbox = match st.store.outbox_stats().await {
         Ok(o) => o,
-        Err(e) => return HttpError::unavailable(format!("database not readable: {e}")).into_response(),
+        Err(e) => {
+            return HttpError::unavailable(format!("database not readable: {e}")).into_response();
+        }
     };
     Json(json!({
         "status": "ready",
@@ -303,7 +305,9 @@ async fn list_deliveries(
     if let Some(s) = &status
         && !["pending", "delivered", "dead"].contains(&s.as_str())
     {
-        return Err(HttpError::bad_request("status must be pending, delivered or dead"));
+        return Err(HttpError::bad_request(
+            "status must be pending, delivered or dead",
+        ));
     }
     let mut rows = st
         .store
@@ -318,7 +322,11 @@ async fn list_deliveries(
         .map_err(store_err)?;
     let more = rows.len() > limit;
     rows.truncate(limit);
-    let next = if more { rows.last().map(|r| r.id) } else { None };
+    let next = if more {
+        rows.last().map(|r| r.id)
+    } else {
+        None
+    };
     Ok(Json(json!({
         "deliveries": rows.iter().map(delivery_json).collect::<Vec<_>>(),
         "next_before": next,
@@ -333,7 +341,11 @@ async fn retry_delivery(
     match st.store.revive_delivery(id).await.map_err(store_err)? {
         crate::store::Revive::Revived => {
             st.outbox_wake.notify_one();
-            Ok((StatusCode::ACCEPTED, Json(json!({"id": id, "status": "pending"}))).into_response())
+            Ok((
+                StatusCode::ACCEPTED,
+                Json(json!({"id": id, "status": "pending"})),
+            )
+                .into_response())
         }
         crate::store::Revive::NotDead => Err(HttpError::new(
             StatusCode::CONFLICT,

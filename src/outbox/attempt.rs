@@ -35,7 +35,9 @@ pub enum Verdict {
     Delivered,
     /// Try again: at the schedule's next step, or after `retry_after` when the
     /// receiver said so (429/503 `Retry-After`, already clamped to [1s, 1h]).
-    Retry { retry_after: Option<Duration> },
+    Retry {
+        retry_after: Option<Duration>,
+    },
     /// Never try again (HTTP 410 Gone).
     GiveUp,
 }

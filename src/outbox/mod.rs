@@ -26,8 +26,8 @@ use crate::store::{AttemptRow, Claimed, Next, Store};
 use crate::verify::Secret;
 use attempt::{Attempt, Job, Verdict};
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 use tokio::sync::Notify;
 use tokio::task::JoinSet;
@@ -97,7 +97,10 @@ impl Outbox {
                 routes.push(RouteRt {
                     name: r.name.clone(),
                     deliverer,
-                    schedule: r.schedule.clone().unwrap_or_else(|| cfg.outbox.schedule.clone()),
+                    schedule: r
+                        .schedule
+                        .clone()
+                        .unwrap_or_else(|| cfg.outbox.schedule.clone()),
                     timeout,
                     concurrency: r.concurrency.unwrap_or(DEFAULT_CONCURRENCY),
                     in_flight: 0,
@@ -119,7 +122,10 @@ impl Outbox {
     pub async fn run(mut self, shutdown: CancellationToken) {
         match self.store.release_leases().await {
             Ok(0) => {}
-            Ok(n) => tracing::info!(n, "released leases left by a previous run; those deliveries are attempted again"),
+            Ok(n) => tracing::info!(
+                n,
+                "released leases left by a previous run; those deliveries are attempted again"
+            ),
             Err(e) => tracing::error!(error = %e, "could not release old leases"),
         }
         let mut tasks: JoinSet<Next> = JoinSet::new();
@@ -133,13 +139,19 @@ impl Outbox {
             // Claim what is due, route by route, within each route's capacity.
             let mut saturated = false;
             for i in 0..self.routes.len() {
-                let free = self.routes[i].concurrency.saturating_sub(self.routes[i].in_flight);
+                let free = self.routes[i]
+                    .concurrency
+                    .saturating_sub(self.routes[i].in_flight);
                 if free == 0 {
                     saturated = true;
                     continue;
                 }
                 let lease = now + (self.routes[i].timeout + LEASE_MARGIN).as_millis() as i64;
-                let claimed = match self.store.claim_due(&self.routes[i].name, now, lease, free).await {
+                let claimed = match self
+                    .store
+                    .claim_due(&self.routes[i].name, now, lease, free)
+                    .await
+                {
                     Ok(c) => c,
                     Err(e) => {
                         tracing::error!(error = %e, route = self.routes[i].name, "claim failed");
@@ -160,7 +172,9 @@ impl Outbox {
                 MAX_SLEEP
             } else {
                 match self.store.next_due(now).await {
-                    Ok(Some(t)) => Duration::from_millis((t - now).clamp(0, MAX_SLEEP.as_millis() as i64) as u64),
+                    Ok(Some(t)) => Duration::from_millis(
+                        (t - now).clamp(0, MAX_SLEEP.as_millis() as i64) as u64,
+                    ),
                     Ok(None) => MAX_SLEEP,
                     Err(_) => MAX_SLEEP,
                 }
@@ -179,14 +193,19 @@ impl Outbox {
         }
         if !tasks.is_empty() {
             let grace = self.grace;
-            tracing::info!(in_flight = tasks.len(), "outbox stopping; waiting for in-flight attempts");
+            tracing::info!(
+                in_flight = tasks.len(),
+                "outbox stopping; waiting for in-flight attempts"
+            );
             let wait = async {
                 while let Some(done) = tasks.join_next_with_id().await {
                     self.finished(&mut owners, done);
                 }
             };
             if tokio::time::timeout(grace, wait).await.is_err() {
-                tracing::warn!("grace period over; abandoning in-flight attempts (they are retried at the next start)");
+                tracing::warn!(
+                    "grace period over; abandoning in-flight attempts (they are retried at the next start)"
+                );
                 tasks.abort_all();
             }
         }
@@ -339,7 +358,10 @@ mod tests {
         assert_eq!(next_after(&retry, 0, &s, 0.0, 1000), Next::RetryAt(6000));
         assert_eq!(next_after(&retry, 1, &s, 0.0, 1000), Next::RetryAt(31000));
         assert_eq!(next_after(&retry, 2, &s, 0.0, 1000), Next::Dead);
-        assert_eq!(next_after(&Verdict::Delivered, 2, &s, 0.0, 0), Next::Delivered);
+        assert_eq!(
+            next_after(&Verdict::Delivered, 2, &s, 0.0, 0),
+            Next::Delivered
+        );
         assert_eq!(next_after(&Verdict::GiveUp, 0, &s, 0.0, 0), Next::Dead);
     }
 
@@ -357,7 +379,10 @@ mod tests {
     fn jitter_stays_within_bounds() {
         for _ in 0..1000 {
             let d = jittered(Duration::from_secs(10), 0.2);
-            assert!(d >= Duration::from_secs(8) && d <= Duration::from_secs(12), "{d:?}");
+            assert!(
+                d >= Duration::from_secs(8) && d <= Duration::from_secs(12),
+                "{d:?}"
+            );
         }
     }
 }

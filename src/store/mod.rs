@@ -158,8 +158,26 @@ impl Store {
         R: Send + 'static,
         F: FnOnce(&Connection) -> Result<R, StoreError> + Send + 'static,
     {
+        self.submit(false, f).await
+    }
+
+    /// Run `f` on the writer connection outside any transaction.
+    async fn write_outside_tx<R, F>(&self, f: F) -> Result<R, StoreError>
+    where
+        R: Send + 'static,
+        F: FnOnce(&Connection) -> Result<R, StoreError> + Send + 'static,
+    {
+        self.submit(true, f).await
+    }
+
+    async fn submit<R, F>(&self, exclusive: bool, f: F) -> Result<R, StoreError>
+    where
+        R: Send + 'static,
+        F: FnOnce(&Connection) -> Result<R, StoreError> + Send + 'static,
+    {
         let (reply, rx) = oneshot::channel();
         let job = Box::new(writer::Typed {
+            exclusive,
             f: Some(f),
             out: None,
             reply,
@@ -263,6 +281,15 @@ impl Store {
         self.read(move |conn| events::get(conn, id)).await
     }
 
+    /// Fold the WAL back into the database file (at shutdown).
+    pub async fn checkpoint(&self) -> Result<(), StoreError> {
+        self.write_outside_tx(|conn| {
+            conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+            Ok(())
+        })
+        .await
+    }
+
     /// Number of stored events (tests and `db check`).
     pub async fn count_events(&self) -> Result<i64, StoreError> {
         self.read(|conn| Ok(conn.query_row("SELECT count(*) FROM events", [], |r| r.get(0))?))
@@ -305,8 +332,13 @@ impl Store {
 
     /// Fresh pending deliveries of an event for these routes (replay).
     /// `StoreError::NotFound` if the event does not exist.
-    pub async fn add_deliveries(&self, event: i64, routes: Vec<String>) -> Result<Vec<i64>, StoreError> {
-        self.write(move |conn| outbox::add(conn, event, &routes)).await
+    pub async fn add_deliveries(
+        &self,
+        event: i64,
+        routes: Vec<String>,
+    ) -> Result<Vec<i64>, StoreError> {
+        self.write(move |conn| outbox::add(conn, event, &routes))
+            .await
     }
 
     /// Forget the leases of a previous process (at start-up: nothing else
@@ -320,7 +352,10 @@ impl Store {
         self.read(move |conn| outbox::next_due(conn, now)).await
     }
 
-    pub async fn list_deliveries(&self, filter: DeliveryFilter) -> Result<Vec<DeliverySummary>, StoreError> {
+    pub async fn list_deliveries(
+        &self,
+        filter: DeliveryFilter,
+    ) -> Result<Vec<DeliverySummary>, StoreError> {
         self.read(move |conn| outbox::list(conn, &filter)).await
     }
 

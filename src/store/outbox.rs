@@ -1,7 +1,7 @@
 //! Deliveries: claim with a lease, record attempts, revive, replay, list.
 
-use super::{now_ms, StoreError};
-use rusqlite::{params, Connection, OptionalExtension, Row};
+use super::{StoreError, now_ms};
+use rusqlite::{Connection, OptionalExtension, Row, params};
 
 /// A delivery claimed for one attempt, with what the target needs.
 #[derive(Debug, Clone)]
@@ -189,7 +189,11 @@ pub(super) fn revive_all_dead(conn: &Connection) -> Result<Vec<i64>, StoreError>
     Ok(ids)
 }
 
-pub(super) fn add(conn: &Connection, event: i64, routes: &[String]) -> Result<Vec<i64>, StoreError> {
+pub(super) fn add(
+    conn: &Connection,
+    event: i64,
+    routes: &[String],
+) -> Result<Vec<i64>, StoreError> {
     let exists: Option<i64> = conn
         .prepare_cached("SELECT id FROM events WHERE id = ?1")?
         .query_row([event], |r| r.get(0))
@@ -243,7 +247,10 @@ fn summary(r: &Row<'_>) -> rusqlite::Result<DeliverySummary> {
     })
 }
 
-pub(super) fn list(conn: &Connection, f: &DeliveryFilter) -> Result<Vec<DeliverySummary>, StoreError> {
+pub(super) fn list(
+    conn: &Connection,
+    f: &DeliveryFilter,
+) -> Result<Vec<DeliverySummary>, StoreError> {
     let mut sql = String::from(
         "SELECT d.id, d.event, e.event_id, e.provider, e.event_type, d.route, d.status, d.attempts,
                 d.next_attempt_at, d.last_error, d.created_at, d.updated_at

@@ -15,11 +15,16 @@ pub(super) const QUEUE: usize = 8192;
 
 /// One unit of work for the writer, type-erased.
 pub(super) trait Job: Send {
+    /// Runs outside any transaction, alone (checkpoints, vacuum).
+    fn exclusive(&self) -> bool {
+        false
+    }
     fn run(&mut self, conn: &Connection);
     fn finish(self: Box<Self>, commit: Result<(), StoreError>);
 }
 
 pub(super) struct Typed<R, F> {
+    pub exclusive: bool,
     pub f: Option<F>,
     pub out: Option<Result<R, StoreError>>,
     pub reply: oneshot::Sender<Result<R, StoreError>>,
@@ -30,8 +35,16 @@ where
     R: Send + 'static,
     F: FnOnce(&Connection) -> Result<R, StoreError> + Send + 'static,
 {
+    fn exclusive(&self) -> bool {
+        self.exclusive
+    }
+
     fn run(&mut self, conn: &Connection) {
         let Some(f) = self.f.take() else { return };
+        if self.exclusive {
+            self.out = Some(f(conn));
+            return;
+        }
         if let Err(e) = exec(conn, "SAVEPOINT job") {
             self.out = Some(Err(e));
             return;
@@ -72,13 +85,31 @@ pub(super) fn run(mut conn: Connection, mut rx: mpsc::Receiver<Box<dyn Job>>) {
                 Err(_) => break,
             }
         }
-        let outcome = apply(&mut conn, &mut batch);
-        if let Err(e) = &outcome {
-            tracing::error!(error = %e, jobs = batch.len(), "store commit failed");
+        // Exclusive jobs split the batch: what came before them commits first.
+        let mut group: Vec<Box<dyn Job>> = Vec::with_capacity(batch.len());
+        for mut job in batch.drain(..) {
+            if job.exclusive() {
+                commit_group(&mut conn, &mut group);
+                job.run(&conn);
+                job.finish(Ok(()));
+            } else {
+                group.push(job);
+            }
         }
-        for job in batch.drain(..) {
-            job.finish(outcome.clone());
-        }
+        commit_group(&mut conn, &mut group);
+    }
+}
+
+fn commit_group(conn: &mut Connection, group: &mut Vec<Box<dyn Job>>) {
+    if group.is_empty() {
+        return;
+    }
+    let outcome = apply(conn, group);
+    if let Err(e) = &outcome {
+        tracing::error!(error = %e, jobs = group.len(), "store commit failed");
+    }
+    for job in group.drain(..) {
+        job.finish(outcome.clone());
     }
 }
 

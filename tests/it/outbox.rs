@@ -4,8 +4,8 @@ use crate::common::*;
 use appliance::verify::{Input, Scheme, Secret};
 use reqwest::StatusCode;
 use serde_json::Value;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
@@ -72,7 +72,13 @@ async fn fails_twice_then_delivered_with_stable_signed_id() {
     let bin = BinApp::spawn(dir.path(), &text, &[("ROUTE_SECRET", ROUTE_SECRET)]);
     let cfg = appliance::config::load_file(&bin.config_path).unwrap();
     let req = sign(&cfg.providers[0].scheme, SECRET, now());
-    let (s, v) = send(&client(), &bin.url("/webhooks/p"), &req.headers, req.body.clone()).await;
+    let (s, v) = send(
+        &client(),
+        &bin.url("/webhooks/p"),
+        &req.headers,
+        req.body.clone(),
+    )
+    .await;
     assert_eq!(s, StatusCode::OK, "{v}");
     rx.wait_for(3, WAIT).await;
 
@@ -80,14 +86,20 @@ async fn fails_twice_then_delivered_with_stable_signed_id() {
     assert_eq!(got.len(), 3);
     let ids: Vec<&str> = got.iter().map(|r| header(r, "webhook-id")).collect();
     assert!(!ids[0].is_empty());
-    assert!(ids.iter().all(|i| *i == ids[0]), "webhook-id changed between attempts: {ids:?}");
+    assert!(
+        ids.iter().all(|i| *i == ids[0]),
+        "webhook-id changed between attempts: {ids:?}"
+    );
     let attempts: Vec<&str> = got.iter().map(|r| header(r, "appliance-attempt")).collect();
     assert_eq!(attempts, ["1", "2", "3"]);
     let route_scheme = Scheme::StandardWebhooks {
         tolerance: Duration::from_secs(300),
     };
     for r in &got {
-        assert_eq!(r.body, req.body, "the original body is forwarded byte for byte");
+        assert_eq!(
+            r.body, req.body,
+            "the original body is forwarded byte for byte"
+        );
         assert_eq!(header(r, "appliance-provider"), "p");
         assert!(!header(r, "appliance-event-id").is_empty());
         let verified = route_scheme.verify(&Input {
@@ -96,7 +108,10 @@ async fn fails_twice_then_delivered_with_stable_signed_id() {
             secrets: &[Secret(ROUTE_SECRET.as_bytes().to_vec())],
             now: now(),
         });
-        assert!(verified.is_ok(), "receiver could not verify our signature: {verified:?}");
+        assert!(
+            verified.is_ok(),
+            "receiver could not verify our signature: {verified:?}"
+        );
     }
     // The third attempt was recorded as the delivering one.
     let line: Value = eventually("delivered status", WAIT, || {
@@ -105,7 +120,12 @@ async fn fails_twice_then_delivered_with_stable_signed_id() {
             .arg(&bin.config_path)
             .output()
             .unwrap();
-        let first = out.stdout.split(|b| *b == b'\n').next().unwrap_or(b"").to_vec();
+        let first = out
+            .stdout
+            .split(|b| *b == b'\n')
+            .next()
+            .unwrap_or(b"")
+            .to_vec();
         async move {
             let v: Value = serde_json::from_slice(&first).ok()?;
             (v["status"] == "delivered").then_some(v)
@@ -134,7 +154,11 @@ async fn dead_after_schedule_then_revived_by_cli() {
     .await;
     let id = post_event(&app, "x.y").await;
     let ds = deliveries_of(&app, id, &["dead"]).await;
-    assert_eq!(ds[0]["attempts"].as_array().unwrap().len(), 3, "2 schedule entries = 3 attempts");
+    assert_eq!(
+        ds[0]["attempts"].as_array().unwrap().len(),
+        3,
+        "2 schedule entries = 3 attempts"
+    );
     assert_eq!(rx.count(), 3);
     let a = &ds[0]["attempts"][2];
     assert_eq!(a["status_code"], 500);
@@ -151,7 +175,11 @@ async fn dead_after_schedule_then_revived_by_cli() {
         .arg(app.dir.path().join("appliance.toml"))
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     // Revived from another process: the running loop picks it up by itself.
     let ds = deliveries_of(&app, id, &["delivered"]).await;
     assert_eq!(ds[0]["attempts"].as_array().unwrap().len(), 4);
@@ -199,7 +227,11 @@ async fn retry_api_and_replay_api() {
     deliveries_of(&app, id, &["delivered", "delivered"]).await;
     let got = rx.requests();
     assert_eq!(got.len(), 3);
-    assert_ne!(header(&got[2], "webhook-id"), header(&got[1], "webhook-id"), "a replay is a fresh delivery");
+    assert_ne!(
+        header(&got[2], "webhook-id"),
+        header(&got[1], "webhook-id"),
+        "a replay is a fresh delivery"
+    );
     let r = app
         .client
         .post(app.url("/api/events/424242/replay"))
@@ -229,7 +261,10 @@ async fn retry_after_is_honoured() {
     rx.wait_for(2, WAIT).await;
     let got = rx.requests();
     let gap = got[1].at - got[0].at;
-    assert!(gap >= Duration::from_millis(1900), "Retry-After: 2 not honoured: {gap:?}");
+    assert!(
+        gap >= Duration::from_millis(1900),
+        "Retry-After: 2 not honoured: {gap:?}"
+    );
     deliveries_of(&app, id, &["delivered"]).await;
 }
 
@@ -251,7 +286,12 @@ async fn globs_route_and_routes_are_independent() {
     let ds = deliveries_of(&app, ab, &["delivered", "pending"]).await;
     assert_eq!(ds.len(), 2);
     let (_, v) = app.api(&format!("/api/events/{cd}")).await;
-    let routes: Vec<&str> = v["deliveries"].as_array().unwrap().iter().map(|d| d["route"].as_str().unwrap()).collect();
+    let routes: Vec<&str> = v["deliveries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["route"].as_str().unwrap())
+        .collect();
     assert_eq!(routes, ["slow"], "c.d must not go to route a");
     assert_eq!(a.count(), 1);
     assert_eq!(header(&a.requests()[0], "appliance-event-type"), "a.b");
@@ -270,7 +310,11 @@ async fn command_route_gets_body_and_env_and_a_hang_is_killed() {
         ),
     )
     .unwrap();
-    std::process::Command::new("chmod").arg("+x").arg(&script).status().unwrap();
+    std::process::Command::new("chmod")
+        .arg("+x")
+        .arg(&script)
+        .status()
+        .unwrap();
     let app = TestApp::spawn_in(
         dir,
         &provider(&format!(
@@ -286,9 +330,21 @@ async fn command_route_gets_body_and_env_and_a_hang_is_killed() {
     let ds = deliveries_of(&app, id, &["delivered"]).await;
     let attempts = ds[0]["attempts"].as_array().unwrap();
     assert_eq!(attempts.len(), 2);
-    assert!(attempts[0]["error"].as_str().unwrap_or("").contains("timeout"), "{}", attempts[0]);
+    assert!(
+        attempts[0]["error"]
+            .as_str()
+            .unwrap_or("")
+            .contains("timeout"),
+        "{}",
+        attempts[0]
+    );
     assert_eq!(attempts[1]["exit_code"], 0);
-    assert!(attempts[1]["response_excerpt"].as_str().unwrap_or("").contains("done"));
+    assert!(
+        attempts[1]["response_excerpt"]
+            .as_str()
+            .unwrap_or("")
+            .contains("done")
+    );
     let d = app.dir.path();
     assert_eq!(std::fs::read(d.join("body.2")).unwrap(), req.body);
     let env = std::fs::read_to_string(d.join("env.2")).unwrap();
@@ -325,24 +381,40 @@ async fn sigkill_mid_delivery_loses_nothing() {
         let req = sign(&cfg.providers[0].scheme, SECRET, now());
         let (s, _) = send(&c, &bin.url("/webhooks/p"), &req.headers, req.body).await;
         assert_eq!(s, StatusCode::OK);
-        let id = req.headers.iter().find(|(k, _)| k == "webhook-id").unwrap().1.clone();
+        let id = req
+            .headers
+            .iter()
+            .find(|(k, _)| k == "webhook-id")
+            .unwrap()
+            .1
+            .clone();
         event_ids.insert(id);
     }
     rx.wait_for(5, WAIT).await;
     bin.kill9();
     let before = rx.count();
-    assert!(before < 60, "everything was delivered before the kill; the test proves nothing");
+    assert!(
+        before < 60,
+        "everything was delivered before the kill; the test proves nothing"
+    );
 
     let _bin = BinApp::spawn(dir.path(), &text, &[]);
-    eventually("all 60 events at the receiver", Duration::from_secs(60), || async {
-        let got = rx.requests();
-        let seen: std::collections::HashSet<String> =
-            got.iter().map(|r| header(r, "appliance-event-id").to_string()).collect();
-        (seen == event_ids).then_some(())
-    })
+    eventually(
+        "all 60 events at the receiver",
+        Duration::from_secs(60),
+        || async {
+            let got = rx.requests();
+            let seen: std::collections::HashSet<String> = got
+                .iter()
+                .map(|r| header(r, "appliance-event-id").to_string())
+                .collect();
+            (seen == event_ids).then_some(())
+        },
+    )
     .await;
     // Each event id always came with one webhook-id, however often it came.
-    let mut by_event: std::collections::HashMap<String, std::collections::HashSet<String>> = Default::default();
+    let mut by_event: std::collections::HashMap<String, std::collections::HashSet<String>> =
+        Default::default();
     for r in rx.requests() {
         by_event
             .entry(header(&r, "appliance-event-id").to_string())
@@ -351,7 +423,10 @@ async fn sigkill_mid_delivery_loses_nothing() {
     }
     assert!(by_event.values().all(|w| w.len() == 1));
     let dups = rx.count() - 60;
-    assert!(dups <= 4, "{dups} duplicates, but at most 4 attempts were in flight");
+    assert!(
+        dups <= 4,
+        "{dups} duplicates, but at most 4 attempts were in flight"
+    );
     // And the store agrees: every delivery is delivered.
     let store = appliance::store::Store::open(&cfg.storage.path, cfg.storage.durability).unwrap();
     eventually("every delivery delivered", WAIT, || {

@@ -324,37 +324,40 @@ impl Receiver {
         let notify = std::sync::Arc::new(tokio::sync::Notify::new());
         let behaviour: std::sync::Arc<Behaviour> = std::sync::Arc::new(behaviour);
         let (g, n) = (got.clone(), notify.clone());
-        let app = axum::Router::new().fallback(move |headers: http::HeaderMap, body: axum::body::Bytes| {
-            let (g, n, behaviour) = (g.clone(), n.clone(), behaviour.clone());
-            async move {
-                let rec = Received {
-                    headers,
-                    body: body.to_vec(),
-                    at: Instant::now(),
-                };
-                let (status, hdrs, hang) = {
-                    let mut v = g.lock().unwrap();
-                    let (s, h) = behaviour(v.len(), &rec);
-                    v.push(rec);
-                    (s, h, s == 0)
-                };
-                n.notify_waiters();
-                if hang {
-                    // Status 0 means: never answer.
-                    std::future::pending::<()>().await;
-                }
-                let mut resp = axum::response::Response::builder().status(status);
-                for (k, v) in hdrs {
-                    // A pseudo-header: answer after this many milliseconds.
-                    if k == DELAY {
-                        tokio::time::sleep(Duration::from_millis(v.parse().unwrap_or(0))).await;
-                        continue;
+        let app = axum::Router::new().fallback(
+            move |headers: http::HeaderMap, body: axum::body::Bytes| {
+                let (g, n, behaviour) = (g.clone(), n.clone(), behaviour.clone());
+                async move {
+                    let rec = Received {
+                        headers,
+                        body: body.to_vec(),
+                        at: Instant::now(),
+                    };
+                    let (status, hdrs, hang) = {
+                        let mut v = g.lock().unwrap();
+                        let (s, h) = behaviour(v.len(), &rec);
+                        v.push(rec);
+                        (s, h, s == 0)
+                    };
+                    n.notify_waiters();
+                    if hang {
+                        // Status 0 means: never answer.
+                        std::future::pending::<()>().await;
                     }
-                    resp = resp.header(k, v);
+                    let mut resp = axum::response::Response::builder().status(status);
+                    for (k, v) in hdrs {
+                        // A pseudo-header: answer after this many milliseconds.
+                        if k == DELAY {
+                            tokio::time::sleep(Duration::from_millis(v.parse().unwrap_or(0))).await;
+                            continue;
+                        }
+                        resp = resp.header(k, v);
+                    }
+                    resp.body(axum::body::Body::from("receiver says hi"))
+                        .unwrap()
                 }
-                resp.body(axum::body::Body::from("receiver says hi")).unwrap()
-            }
-        });
+            },
+        );
         tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
