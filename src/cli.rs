@@ -42,6 +42,9 @@ pub enum Command {
     /// Inspect and revive deliveries
     #[command(subcommand)]
     Outbox(Outbox),
+    /// SnapTrade users and state
+    #[command(subcommand)]
+    Snaptrade(Snaptrade),
     /// Admin credentials
     #[command(subcommand)]
     Admin(Admin),
@@ -52,6 +55,19 @@ pub enum Command {
     },
     /// Print the man page (roff)
     Man,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Snaptrade {
+    /// Store (or replace) a user's secret, read from an env var; re-queues their dead sync jobs
+    AddUser {
+        user_id: String,
+        /// The env var holding the userSecret (never passed on the command line)
+        #[arg(long, value_name = "VAR")]
+        secret_env: String,
+    },
+    /// Clear the event-derived SnapTrade state and re-apply every stored SnapTrade event in order
+    Rebuild,
 }
 
 #[derive(Subcommand, Debug)]
@@ -180,6 +196,11 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Outbox(cmd) => {
             let cfg = load(&cli.global)?;
             runtime()?.block_on(outbox(cfg, cmd))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Snaptrade(cmd) => {
+            let cfg = load(&cli.global)?;
+            runtime()?.block_on(snaptrade(cfg, cmd))?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Completions { shell } => {
@@ -642,6 +663,36 @@ async fn outbox(cfg: Config, cmd: Outbox) -> anyhow::Result<()> {
                     crate::store::Revive::NotFound => bail!("no delivery with id {id}"),
                 }
             }
+        }
+    }
+    Ok(())
+}
+
+async fn snaptrade(cfg: Config, cmd: Snaptrade) -> anyhow::Result<()> {
+    let Some(p) = cfg.providers.iter().find(|p| p.kind == "snaptrade") else {
+        bail!("no SnapTrade provider in {}", cfg.source);
+    };
+    let store = Store::open(&cfg.storage.path, cfg.storage.durability)?;
+    match cmd {
+        Snaptrade::AddUser {
+            user_id,
+            secret_env,
+        } => {
+            let secret = match std::env::var(&secret_env) {
+                Ok(v) if !v.is_empty() => v,
+                _ => bail!("environment variable {secret_env} is not set"),
+            };
+            let revived = store
+                .snaptrade_set_user_secret(&p.name, &user_id, &secret)
+                .await?;
+            println!(
+                "stored the secret of SnapTrade user {user_id}; {} dead sync jobs re-queued",
+                revived.len()
+            );
+        }
+        Snaptrade::Rebuild => {
+            let n = store.snaptrade_rebuild(&p.name).await?;
+            println!("re-applied {n} SnapTrade events of provider {}", p.name);
         }
     }
     Ok(())

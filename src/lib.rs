@@ -105,6 +105,7 @@ pub async fn run_with(
         .unwrap_or_default();
 
     let mut endpoints = Vec::new();
+    let mut sync_creds = std::collections::HashMap::new();
     for p in &config.providers {
         let r = secrets::resolve(&p.secret, Some(&store), secrets::generate_whsec)
             .await
@@ -117,6 +118,18 @@ pub async fn run_with(
                 p.name,
                 String::from_utf8_lossy(&r.secrets[0].0)
             );
+        }
+        if let Some(sync) = &p.sync {
+            let client_id = std::env::var(&sync.client_id_env).unwrap_or_default();
+            if let Some(key) = r.secrets.first() {
+                sync_creds.insert(
+                    p.name.clone(),
+                    outbox::SyncCredentials {
+                        client_id,
+                        consumer_key: key.0.clone(),
+                    },
+                );
+            }
         }
         endpoints.push(ingest::Endpoint::new(p.clone(), r.secrets));
     }
@@ -157,10 +170,28 @@ pub async fn run_with(
         store.clone(),
         outbox_wake.clone(),
     ));
+    let snaptrade_api = config
+        .providers
+        .iter()
+        .find(|p| p.kind == "snaptrade")
+        .map(|p| api::SnaptradeApi {
+            provider: p.name.clone(),
+            client: p.sync.as_ref().and_then(|s| {
+                sync_creds.get(&p.name).map(|c| {
+                    snaptrade::client::Client::new(
+                        &s.base_url,
+                        c.client_id.clone(),
+                        c.consumer_key.clone(),
+                        outbox::http::client(),
+                    )
+                })
+            }),
+        });
     let api_state = Arc::new(api::ApiState {
         store: store.clone(),
         admin_token,
         config: config.clone(),
+        snaptrade: snaptrade_api,
         outbox_wake: outbox_wake.clone(),
         outbox_tick_ms: outbox_tick.clone(),
         outbox_tick_bound: Duration::from_secs(10),
@@ -170,6 +201,7 @@ pub async fn run_with(
             &config,
             store.clone(),
             &route_secrets,
+            &sync_creds,
             outbox_wake.clone(),
             outbox_tick,
         )

@@ -1,5 +1,9 @@
 //! Health endpoints and the admin JSON API (`/api/*`, admin token required).
 
+mod snaptrade;
+
+pub use snaptrade::SnaptradeApi;
+
 use crate::error::HttpError;
 use crate::store::{EventDetail, EventFilter, EventSummary, Store};
 use axum::extract::{Path, Query, Request, State};
@@ -21,6 +25,8 @@ pub struct ApiState {
     pub store: Store,
     pub admin_token: String,
     pub config: crate::config::Config,
+    /// The first SnapTrade provider, if any.
+    pub snaptrade: Option<SnaptradeApi>,
     /// Woken when deliveries are created or revived here.
     pub outbox_wake: Arc<tokio::sync::Notify>,
     /// Unix ms of the outbox loop's last tick (0 = no outbox loop yet).
@@ -36,6 +42,15 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/api/events/{id}/replay", post(replay_event))
         .route("/api/deliveries", get(list_deliveries))
         .route("/api/deliveries/{id}/retry", post(retry_delivery))
+        .route("/api/snaptrade/connections", get(snaptrade::connections))
+        .route("/api/snaptrade/accounts", get(snaptrade::accounts))
+        .route("/api/snaptrade/holdings", get(snaptrade::holdings))
+        .route("/api/snaptrade/users", post(snaptrade::register_user))
+        .route(
+            "/api/snaptrade/users/{id}",
+            axum::routing::put(snaptrade::put_user),
+        )
+        .route("/api/snaptrade/users/{id}/login", post(snaptrade::login))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
     Router::new()
         .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))

@@ -193,19 +193,6 @@ pub enum Target {
     Command(Vec<String>),
 }
 
-impl Config {
-    /// Names of the routes an event of this provider and type goes to now.
-    pub fn routes_for(&self, provider: &str, event_type: &str) -> Vec<String> {
-        self.providers
-            .iter()
-            .filter(|p| p.name == provider)
-            .flat_map(|p| p.routes.iter())
-            .filter(|r| r.matches(event_type))
-            .map(|r| r.name.clone())
-            .collect()
-    }
-}
-
 impl Route {
     pub fn matches(&self, event_type: &str) -> bool {
         self.events.iter().any(|g| glob_match(g, event_type))
@@ -350,6 +337,12 @@ pub fn missing_secrets(cfg: &Config) -> Vec<String> {
     check("[admin] token_env", &cfg.admin.token);
     for p in &cfg.providers {
         check(&format!("provider {}", p.name), &p.secret);
+        if let Some(s) = &p.sync {
+            check(
+                &format!("provider {} sync", p.name),
+                &SecretSource::Env(s.client_id_env.clone()),
+            );
+        }
         for r in &p.routes {
             if let Target::Url {
                 secret_env: Some(v),

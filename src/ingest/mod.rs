@@ -221,12 +221,7 @@ impl Ingest {
                 .into_response());
         }
 
-        let routes = p
-            .routes
-            .iter()
-            .filter(|r| r.matches(&verified.event_type))
-            .map(|r| r.name.clone())
-            .collect();
+        let (routes, projection) = crate::outbox::plan(p, &verified.event_type, &body);
         let ev = NewEvent {
             provider: p.name.clone(),
             event_id: verified.event_id,
@@ -237,6 +232,7 @@ impl Ingest {
             body: body.to_vec(),
             verification: verified.detail,
             routes,
+            projection,
         };
         let event_id = ev.event_id.clone();
         match self.store.insert_event(ev).await {

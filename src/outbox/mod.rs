@@ -43,7 +43,18 @@ const MAX_SLEEP: Duration = Duration::from_secs(1);
 enum Deliverer {
     Http(Arc<http::HttpTarget>),
     Command(Arc<command::CommandTarget>),
+    Sync(Arc<crate::snaptrade::sync::SyncTarget>),
 }
+
+/// Credentials of a SnapTrade provider's holdings sync.
+#[derive(Clone)]
+pub struct SyncCredentials {
+    pub client_id: String,
+    pub consumer_key: Vec<u8>,
+}
+
+/// Per-attempt timeout of a holdings sync (several API calls).
+const SYNC_TIMEOUT: Duration = Duration::from_secs(120);
 
 struct RouteRt {
     name: String,
@@ -65,16 +76,39 @@ pub struct Outbox {
 }
 
 impl Outbox {
-    /// `route_secrets`: the resolved `secret_env` of each url route, by route name.
+    /// `route_secrets`: the resolved `secret_env` of each url route, by route
+    /// name; `sync`: the credentials of each SnapTrade provider with a sync.
     pub fn new(
         cfg: &Config,
         store: Store,
         route_secrets: &HashMap<String, Secret>,
+        sync: &HashMap<String, SyncCredentials>,
         wake: Arc<Notify>,
         tick_ms: Arc<AtomicI64>,
     ) -> Outbox {
         let mut routes = Vec::new();
+        let client = http::client();
         for p in &cfg.providers {
+            if let (Some(s), Some(creds)) = (&p.sync, sync.get(&p.name)) {
+                routes.push(RouteRt {
+                    name: crate::snaptrade::sync_route(&p.name),
+                    deliverer: Deliverer::Sync(Arc::new(crate::snaptrade::sync::SyncTarget {
+                        provider: p.name.clone(),
+                        client: crate::snaptrade::client::Client::new(
+                            &s.base_url,
+                            creds.client_id.clone(),
+                            creds.consumer_key.clone(),
+                            client.clone(),
+                        ),
+                        store: store.clone(),
+                        timeout: SYNC_TIMEOUT,
+                    })),
+                    schedule: cfg.outbox.schedule.clone(),
+                    timeout: SYNC_TIMEOUT,
+                    concurrency: 4,
+                    in_flight: 0,
+                });
+            }
             for r in &p.routes {
                 let timeout = r.timeout.unwrap_or(cfg.outbox.timeout);
                 let deliverer = match &r.target {
@@ -111,7 +145,7 @@ impl Outbox {
             store,
             routes,
             jitter: cfg.outbox.jitter,
-            client: http::client(),
+            client,
             wake,
             tick_ms,
             grace: cfg.server.shutdown_grace,
@@ -253,6 +287,10 @@ impl Outbox {
                 let t = t.clone();
                 Box::pin(async move { t.deliver(&job).await })
             }
+            Deliverer::Sync(t) => {
+                let t = t.clone();
+                Box::pin(async move { t.deliver(&job).await })
+            }
         };
         let store = self.store.clone();
         let schedule = route.schedule.clone();
@@ -292,8 +330,32 @@ impl Outbox {
     }
 }
 
+/// What an event of `provider` leads to: the routes it goes to (the
+/// configured ones matching its type, plus the SnapTrade sync job when the
+/// event asks for one) and the SnapTrade projection it changes.
+pub fn plan(
+    provider: &crate::config::Provider,
+    event_type: &str,
+    body: &[u8],
+) -> (Vec<String>, Option<crate::snaptrade::Projection>) {
+    let mut routes: Vec<String> = provider
+        .routes
+        .iter()
+        .filter(|r| r.matches(event_type))
+        .map(|r| r.name.clone())
+        .collect();
+    let projection = (provider.kind == "snaptrade")
+        .then(|| crate::snaptrade::projection(&provider.name, body))
+        .flatten();
+    if provider.sync.is_some() && projection.as_ref().is_some_and(|p| p.effect.sync) {
+        routes.push(crate::snaptrade::sync_route(&provider.name));
+    }
+    (routes, projection)
+}
+
 /// Fresh deliveries of a stored event for its provider's current routes
-/// (replay). `StoreError::NotFound` for an unknown event.
+/// (replay); a SnapTrade event's projection is applied again (still guarded
+/// by its timestamp). `StoreError::NotFound` for an unknown event.
 pub async fn replay(
     store: &Store,
     cfg: &Config,
@@ -303,7 +365,13 @@ pub async fn replay(
         .get_event(event)
         .await?
         .ok_or(crate::store::StoreError::NotFound)?;
-    let routes = cfg.routes_for(&ev.summary.provider, &ev.summary.event_type);
+    let Some(provider) = cfg.providers.iter().find(|p| p.name == ev.summary.provider) else {
+        return Ok(Vec::new());
+    };
+    let (routes, projection) = plan(provider, &ev.summary.event_type, &ev.body);
+    if let Some(p) = projection {
+        store.snaptrade_apply(event, p).await?;
+    }
     if routes.is_empty() {
         return Ok(Vec::new());
     }

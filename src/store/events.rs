@@ -18,6 +18,8 @@ pub struct NewEvent {
     pub verification: String,
     /// Names of the routes this event matches: one pending delivery each.
     pub routes: Vec<String>,
+    /// SnapTrade state this event changes, applied in the same transaction.
+    pub projection: Option<crate::snaptrade::Projection>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -121,6 +123,9 @@ pub(super) fn insert(
         for r in &ev.routes {
             stmt.execute(params![id, r, now])?;
         }
+    }
+    if let Some(p) = &ev.projection {
+        super::snaptrade::apply(conn, id, p)?;
     }
     Ok(Inserted::Accepted {
         id,

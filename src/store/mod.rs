@@ -7,11 +7,13 @@
 mod events;
 mod outbox;
 mod schema;
+mod snaptrade;
 mod writer;
 
 pub use events::{Delivery, EventDetail, EventFilter, EventSummary, Inserted, NewEvent};
 pub use outbox::{AttemptRow, Claimed, DeliveryFilter, DeliverySummary, Next, OutboxStats, Revive};
 pub use schema::MigrateError;
+pub use snaptrade::{AccountRow, BalanceRow, ConnectionRow, PositionRow};
 
 use crate::config::Durability;
 use r2d2_sqlite::SqliteConnectionManager;
@@ -361,6 +363,96 @@ impl Store {
 
     pub async fn outbox_stats(&self) -> Result<OutboxStats, StoreError> {
         self.read(outbox::stats).await
+    }
+
+    /// Re-apply one stored event's SnapTrade projection (replay).
+    pub async fn snaptrade_apply(
+        &self,
+        event: i64,
+        p: crate::snaptrade::Projection,
+    ) -> Result<(), StoreError> {
+        self.write(move |conn| snaptrade::apply(conn, event, &p))
+            .await
+    }
+
+    /// Replace a user's holdings with a complete sync snapshot.
+    pub async fn snaptrade_replace_snapshot(
+        &self,
+        provider: &str,
+        user: &str,
+        snap: crate::snaptrade::client::Snapshot,
+    ) -> Result<(), StoreError> {
+        let (provider, user) = (provider.to_string(), user.to_string());
+        self.write(move |conn| snaptrade::replace_snapshot(conn, &provider, &user, &snap))
+            .await
+    }
+
+    /// Store a user's secret; re-queues their dead sync jobs (their ids).
+    pub async fn snaptrade_set_user_secret(
+        &self,
+        provider: &str,
+        user: &str,
+        secret: &str,
+    ) -> Result<Vec<i64>, StoreError> {
+        let (provider, user, secret) = (provider.to_string(), user.to_string(), secret.to_string());
+        let route = crate::snaptrade::sync_route(&provider);
+        self.write(move |conn| snaptrade::set_user_secret(conn, &provider, &user, &secret, &route))
+            .await
+    }
+
+    pub async fn snaptrade_user_secret(
+        &self,
+        provider: &str,
+        user: &str,
+    ) -> Result<Option<String>, StoreError> {
+        let (provider, user) = (provider.to_string(), user.to_string());
+        self.read(move |conn| snaptrade::user_secret(conn, &provider, &user))
+            .await
+    }
+
+    /// Clear event-derived SnapTrade state and re-apply every stored event.
+    pub async fn snaptrade_rebuild(&self, provider: &str) -> Result<usize, StoreError> {
+        let provider = provider.to_string();
+        self.write(move |conn| {
+            let p = provider.clone();
+            snaptrade::rebuild(conn, &provider, &move |body| {
+                crate::snaptrade::projection(&p, body)
+            })
+        })
+        .await
+    }
+
+    pub async fn snaptrade_connections(
+        &self,
+        provider: &str,
+        user: Option<String>,
+    ) -> Result<Vec<ConnectionRow>, StoreError> {
+        let provider = provider.to_string();
+        self.read(move |conn| snaptrade::connections(conn, &provider, user.as_deref()))
+            .await
+    }
+
+    pub async fn snaptrade_accounts(
+        &self,
+        provider: &str,
+        user: Option<String>,
+    ) -> Result<Vec<AccountRow>, StoreError> {
+        let provider = provider.to_string();
+        self.read(move |conn| snaptrade::accounts(conn, &provider, user.as_deref()))
+            .await
+    }
+
+    pub async fn snaptrade_holdings(
+        &self,
+        provider: &str,
+        user: Option<String>,
+        account: Option<String>,
+    ) -> Result<(Vec<PositionRow>, Vec<BalanceRow>), StoreError> {
+        let provider = provider.to_string();
+        self.read(move |conn| {
+            snaptrade::holdings(conn, &provider, user.as_deref(), account.as_deref())
+        })
+        .await
     }
 }
 

@@ -60,6 +60,72 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX attempts_by_delivery ON attempts (delivery);
     "#,
+    // 2: SnapTrade projections. Each field group keeps the ordering key
+    // (event timestamp in µs, event row id) of the event that last wrote it.
+    r#"
+    CREATE TABLE snaptrade_users (
+        provider     TEXT NOT NULL,
+        user_id      TEXT NOT NULL,
+        secret       TEXT,                       -- userSecret; never returned by the API
+        status       TEXT,                       -- registered | deleted
+        status_ts_us INTEGER,
+        status_event INTEGER,
+        updated_at   INTEGER NOT NULL,
+        PRIMARY KEY (provider, user_id)
+    ) WITHOUT ROWID;
+    CREATE TABLE snaptrade_connections (
+        provider         TEXT NOT NULL,
+        authorization_id TEXT NOT NULL,
+        user_id          TEXT,
+        brokerage        TEXT,
+        status           TEXT,                   -- active | broken | deleted
+        status_ts_us     INTEGER,
+        status_event     INTEGER,
+        last_event       TEXT,
+        detail           TEXT,
+        last_ts_us       INTEGER,
+        last_event_row   INTEGER,
+        created_at       INTEGER NOT NULL,
+        updated_at       INTEGER NOT NULL,
+        PRIMARY KEY (provider, authorization_id)
+    ) WITHOUT ROWID;
+    CREATE INDEX snaptrade_connections_by_user ON snaptrade_connections (provider, user_id);
+    CREATE TABLE snaptrade_accounts (
+        provider         TEXT NOT NULL,
+        account_id       TEXT NOT NULL,
+        authorization_id TEXT,
+        user_id          TEXT,
+        name             TEXT,
+        number           TEXT,
+        institution      TEXT,
+        present          INTEGER NOT NULL DEFAULT 1,
+        presence_ts_us   INTEGER,
+        presence_event   INTEGER,
+        sync_started_us  INTEGER,                -- the sync that wrote the holdings began then
+        synced_at        INTEGER,                -- Unix ms
+        PRIMARY KEY (provider, account_id)
+    ) WITHOUT ROWID;
+    CREATE INDEX snaptrade_accounts_by_user ON snaptrade_accounts (provider, user_id);
+    CREATE TABLE snaptrade_positions (
+        provider     TEXT NOT NULL,
+        account_id   TEXT NOT NULL,
+        symbol       TEXT NOT NULL,
+        units        REAL,
+        price        REAL,
+        market_value REAL,
+        currency     TEXT,
+        synced_at    INTEGER NOT NULL
+    );
+    CREATE INDEX snaptrade_positions_by_account ON snaptrade_positions (provider, account_id);
+    CREATE TABLE snaptrade_balances (
+        provider   TEXT NOT NULL,
+        account_id TEXT NOT NULL,
+        currency   TEXT,
+        cash       REAL,
+        synced_at  INTEGER NOT NULL
+    );
+    CREATE INDEX snaptrade_balances_by_account ON snaptrade_balances (provider, account_id);
+    "#,
 ];
 
 #[derive(Debug, thiserror::Error)]
