@@ -458,16 +458,16 @@ fn validate(cx: &mut Ctx<'_>, raw: RawConfig, path: &Path) -> Config {
         if let Some(p) = provider(cx, &name, rp, &server, &mut paths, base_dir) {
             // Route names are global: a delivery names its route alone.
             for (r, at) in p.routes.iter().zip(spans) {
-                if let Some(other) = route_owner.insert(r.name.clone(), p.name.clone()) {
-                    if other != p.name {
-                        cx.at(
+                if let Some(other) = route_owner.insert(r.name.clone(), p.name.clone())
+                    && other != p.name
+                {
+                    cx.at(
                             at,
                             format!(
                                 "providers.{}.routes: route name {:?} is already used by provider {other}; route names are unique across providers",
                                 p.name, r.name
                             ),
                         );
-                    }
                 }
             }
             providers.push(p);

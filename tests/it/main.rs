@@ -8,3 +8,4 @@ mod crash;
 mod kinds;
 mod limits;
 mod outbox;
+mod snaptrade;
