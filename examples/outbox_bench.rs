@@ -35,21 +35,29 @@ async fn receiver(listener: TcpListener, seen: Arc<Mutex<Seen>>) {
         };
         let seen = seen.clone();
         tokio::spawn(async move {
-            let svc = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
-                let seen = seen.clone();
-                async move {
-                    let body = req.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
-                    let arrival = now_us();
-                    let sent = std::str::from_utf8(&body)
-                        .ok()
-                        .and_then(|s| s.split("\"sent_us\":").nth(1))
-                        .and_then(|s| s.split(|c: char| !c.is_ascii_digit()).next())
-                        .and_then(|s| s.parse::<i64>().ok())
-                        .unwrap_or(0);
-                    seen.lock().unwrap().arrivals.push((sent, arrival));
-                    Ok::<_, std::convert::Infallible>(hyper::Response::new(Full::new(Bytes::from_static(b"ok"))))
-                }
-            });
+            let svc =
+                hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                    let seen = seen.clone();
+                    async move {
+                        let body = req
+                            .into_body()
+                            .collect()
+                            .await
+                            .map(|b| b.to_bytes())
+                            .unwrap_or_default();
+                        let arrival = now_us();
+                        let sent = std::str::from_utf8(&body)
+                            .ok()
+                            .and_then(|s| s.split("\"sent_us\":").nth(1))
+                            .and_then(|s| s.split(|c: char| !c.is_ascii_digit()).next())
+                            .and_then(|s| s.parse::<i64>().ok())
+                            .unwrap_or(0);
+                        seen.lock().unwrap().arrivals.push((sent, arrival));
+                        Ok::<_, std::convert::Infallible>(hyper::Response::new(Full::new(
+                            Bytes::from_static(b"ok"),
+                        )))
+                    }
+                });
             let _ = hyper::server::conn::http1::Builder::new()
                 .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
                 .await;
@@ -67,11 +75,14 @@ struct Sender {
 
 impl Sender {
     async fn connect(hostport: &str, path: &str, secret: &str) -> Sender {
-        let stream = TcpStream::connect(hostport).await.expect("connect to appliance");
-        stream.set_nodelay(true).ok();
-        let (sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+        let stream = TcpStream::connect(hostport)
             .await
-            .expect("handshake");
+            .expect("connect to appliance");
+        stream.set_nodelay(true).ok();
+        let (sender, conn) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+                .await
+                .expect("handshake");
         tokio::spawn(conn);
         Sender {
             sender,
@@ -93,7 +104,13 @@ impl Sender {
         let nonce = format!("d{n}-{:08x}", rand::random::<u32>());
         let signed = self
             .scheme
-            .sign(&self.secret, None, Some(body.as_bytes()), now_us() / 1_000_000, &nonce)
+            .sign(
+                &self.secret,
+                None,
+                Some(body.as_bytes()),
+                now_us() / 1_000_000,
+                &nonce,
+            )
             .expect("sign");
         let mut req = hyper::Request::post(&self.path).header("host", &self.host);
         for (k, v) in &signed.headers {
@@ -130,7 +147,9 @@ async fn main() {
     let (hostport, path) = rest.split_at(rest.find('/').expect("a path"));
 
     let seen: Arc<Mutex<Seen>> = Arc::default();
-    let listener = TcpListener::bind(("127.0.0.1", port)).await.expect("bind receiver port");
+    let listener = TcpListener::bind(("127.0.0.1", port))
+        .await
+        .expect("bind receiver port");
     tokio::spawn(receiver(listener, seen.clone()));
 
     // Phase 1: idle outbox, one event at a time.

@@ -79,6 +79,17 @@ async fn handle(State(shared): State<Shared>, req: Request) -> Response {
         return resp;
     }
     let user = params.get("userId").cloned().unwrap_or_default();
+    if path == "/snapTrade/registerUser" {
+        let user = content["userId"].as_str().unwrap_or_default().to_string();
+        if fake.users.contains_key(&user) {
+            return answer(400, json!({"detail": "User already exist"}));
+        }
+        fake.users.insert(user.clone(), format!("secret-of-{user}"));
+        return answer(
+            200,
+            json!({"userId": user, "userSecret": format!("secret-of-{user}")}),
+        );
+    }
     if fake.users.get(&user) != params.get("userSecret") {
         return answer(
             403,
@@ -87,6 +98,10 @@ async fn handle(State(shared): State<Shared>, req: Request) -> Response {
     }
     let segments: Vec<&str> = path.split('/').skip(1).collect();
     match segments.as_slice() {
+        ["snapTrade", "login"] => answer(
+            200,
+            json!({"redirectURI": format!("https://app.snaptrade.com/portal?user={user}"), "sessionId": "s"}),
+        ),
         ["accounts"] => answer(
             200,
             Value::Array(
@@ -376,6 +391,22 @@ async fn out_of_order_events_converge_and_rebuild_agrees() {
     assert_eq!(after["connections"][0]["status"], "broken");
     assert_eq!(after["connections"][0]["brokerage"], "robinhood");
 
+    // Replaying the older ADDED re-applies it (still guarded: stays broken)
+    // and queues a fresh sync.
+    let list = env.get("/api/events?type=CONNECTION_ADDED").await;
+    let added = list["events"][0]["id"].as_i64().unwrap();
+    let syncs_before = env.sync_deliveries().await.len();
+    let r = env
+        .client
+        .post(env.bin.url(&format!("/api/events/{added}/replay")))
+        .bearer_auth(&env.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    assert_eq!(env.connection_status().await.as_deref(), Some("broken"));
+    assert_eq!(env.sync_deliveries().await.len(), syncs_before + 1);
+
     // A later FIXED makes it active again.
     env.webhook(
         "CONNECTION_FIXED",
@@ -474,4 +505,55 @@ async fn snaptrade_api_is_404_without_a_provider() {
     let (s, v) = app.api("/api/snaptrade/connections").await;
     assert_eq!(s, StatusCode::NOT_FOUND);
     assert_eq!(v["code"], "not_configured");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn register_a_user_and_get_a_login_link() {
+    let (api, fake) = fake_api(seeded()).await;
+    let env = start(&api).await;
+    let register = |user: &'static str| {
+        let env = &env;
+        async move {
+            env.client
+                .post(env.bin.url("/api/snaptrade/users"))
+                .bearer_auth(&env.token)
+                .json(&json!({ "user_id": user }))
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    let r = register("new-user").await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(
+        v,
+        json!({"user_id": "new-user"}),
+        "the secret is never returned"
+    );
+    assert_eq!(register("new-user").await.status(), StatusCode::CONFLICT);
+    assert_eq!(fake.lock().unwrap().users["new-user"], "secret-of-new-user");
+
+    let r = env
+        .client
+        .post(env.bin.url("/api/snaptrade/users/new-user/login"))
+        .bearer_auth(&env.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(
+        v["redirect_uri"],
+        "https://app.snaptrade.com/portal?user=new-user"
+    );
+    let r = env
+        .client
+        .post(env.bin.url("/api/snaptrade/users/nobody/login"))
+        .bearer_auth(&env.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    assert_eq!(fake.lock().unwrap().rejected, 0);
 }
