@@ -23,6 +23,7 @@ pub mod cli;
 pub mod config;
 pub mod error;
 pub mod ingest;
+pub mod live;
 pub mod logging;
 pub mod outbox;
 pub mod secrets;
@@ -162,6 +163,7 @@ pub async fn run_with(
         }
     }
 
+    let hub = live::Hub::default();
     let outbox_wake = Arc::new(Notify::new());
     let outbox_tick = Arc::new(AtomicI64::new(crate::store::now_ms()));
     let ingest = Arc::new(ingest::Ingest::new(
@@ -169,6 +171,7 @@ pub async fn run_with(
         endpoints,
         store.clone(),
         outbox_wake.clone(),
+        hub.clone(),
     ));
     let snaptrade_api = config
         .providers
@@ -192,6 +195,9 @@ pub async fn run_with(
         admin_token,
         config: config.clone(),
         snaptrade: snaptrade_api,
+        hub: hub.clone(),
+        trusted_proxies: config.server.trusted_proxies.clone(),
+        failed_tokens: api::failed_token_limiter(),
         outbox_wake: outbox_wake.clone(),
         outbox_tick_ms: outbox_tick.clone(),
         outbox_tick_bound: Duration::from_secs(10),
@@ -204,6 +210,7 @@ pub async fn run_with(
             &sync_creds,
             outbox_wake.clone(),
             outbox_tick,
+            hub.clone(),
         )
         .run(shutdown.clone()),
     );

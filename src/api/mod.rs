@@ -1,6 +1,7 @@
 //! Health endpoints and the admin JSON API (`/api/*`, admin token required).
 
 mod snaptrade;
+mod stream;
 
 pub use snaptrade::SnaptradeApi;
 
@@ -29,14 +30,29 @@ pub struct ApiState {
     pub snaptrade: Option<SnaptradeApi>,
     /// Woken when deliveries are created or revived here.
     pub outbox_wake: Arc<tokio::sync::Notify>,
+    /// The live feed the stream follows.
+    pub hub: crate::live::Hub,
+    /// Whose forwarding headers are believed (for the failed-token limit).
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// Failed admin-token attempts, per client address.
+    pub failed_tokens: governor::DefaultKeyedRateLimiter<std::net::IpAddr>,
     /// Unix ms of the outbox loop's last tick (0 = no outbox loop yet).
     pub outbox_tick_ms: Arc<AtomicI64>,
     /// How stale the tick may be before `/readyz` fails.
     pub outbox_tick_bound: Duration,
 }
 
+/// At most 10 failed token attempts per minute per client address.
+pub fn failed_token_limiter() -> governor::DefaultKeyedRateLimiter<std::net::IpAddr> {
+    governor::RateLimiter::keyed(governor::Quota::per_minute(
+        std::num::NonZeroU32::new(10).expect("nonzero"),
+    ))
+}
+
 pub fn router(state: Arc<ApiState>) -> Router {
     let api = Router::new()
+        .route("/api/stream", get(stream::stream))
+        .route("/api/stats", get(stats))
         .route("/api/events", get(list_events))
         .route("/api/events/{id}", get(show_event))
         .route("/api/events/{id}/replay", post(replay_event))
@@ -53,6 +69,9 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/api/snaptrade/users/{id}/login", post(snaptrade::login))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
     Router::new()
+        .route("/", get(dashboard_index))
+        .route("/assets/app.js", get(dashboard_js))
+        .route("/assets/style.css", get(dashboard_css))
         .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
         .route("/readyz", get(readyz))
         .merge(api)
@@ -65,15 +84,44 @@ pub fn rfc3339(ms: i64) -> String {
     humantime::format_rfc3339_millis(t).to_string()
 }
 
-async fn require_token(State(st): State<Arc<ApiState>>, req: Request, next: Next) -> Response {
-    let given = req
+async fn require_token(
+    State(st): State<Arc<ApiState>>,
+    axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<std::net::SocketAddr>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let header = req
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim);
-    let ok = given.is_some_and(|t| bool::from(t.as_bytes().ct_eq(st.admin_token.as_bytes())));
+        .map(str::trim)
+        .map(str::to_string);
+    // EventSource cannot set headers: the stream also takes `?token=`.
+    let query = (req.uri().path() == "/api/stream")
+        .then(|| {
+            req.uri().query().and_then(|q| {
+                form_urlencoded::parse(q.as_bytes())
+                    .find(|(k, _)| k == "token")
+                    .map(|(_, v)| v.into_owned())
+            })
+        })
+        .flatten();
+    let given = header.or(query);
+    let ok = given
+        .as_deref()
+        .is_some_and(|t| bool::from(t.as_bytes().ct_eq(st.admin_token.as_bytes())));
     if !ok {
+        let ip = crate::ingest::client_ip(peer.ip(), req.headers(), &st.trusted_proxies);
+        if given.is_some() && st.failed_tokens.check_key(&ip).is_err() {
+            return HttpError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too_many_failed_tokens",
+                "too many wrong admin tokens from this address; wait a minute",
+            )
+            .retry_after(60)
+            .into_response();
+        }
         return HttpError::new(
             StatusCode::UNAUTHORIZED,
             "unauthorized",
@@ -82,6 +130,62 @@ async fn require_token(State(st): State<Arc<ApiState>>, req: Request, next: Next
         .into_response();
     }
     next.run(req).await
+}
+
+async fn dashboard_index() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        include_str!("dashboard/index.html"),
+    )
+        .into_response()
+}
+
+async fn dashboard_js() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        include_str!("dashboard/app.js"),
+    )
+        .into_response()
+}
+
+async fn dashboard_css() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/css; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        include_str!("dashboard/style.css"),
+    )
+        .into_response()
+}
+
+async fn stats(State(st): State<Arc<ApiState>>) -> Result<Json<Value>, HttpError> {
+    let s = st.store.stats().await.map_err(store_err)?;
+    let o = st.store.outbox_stats().await.map_err(store_err)?;
+    let by_status = |v: &[(String, i64)]| {
+        let mut m = serde_json::Map::new();
+        for (k, n) in v {
+            m.insert(k.clone(), json!(n));
+        }
+        Value::Object(m)
+    };
+    Ok(Json(json!({
+        "providers": s.providers.iter().map(|(p, h, d)| json!({"provider": p, "last_hour": h, "last_day": d})).collect::<Vec<_>>(),
+        "per_minute": s.per_minute.iter().map(|(m, p, n)| json!({"minute": rfc3339(*m), "provider": p, "count": n})).collect::<Vec<_>>(),
+        "deliveries": {"last_hour": by_status(&s.deliveries_hour), "last_day": by_status(&s.deliveries_day)},
+        "outbox": {
+            "pending": o.pending,
+            "dead": o.dead,
+            "oldest_pending_age_s": o.oldest_pending_ms.map(|t| (crate::store::now_ms() - t).max(0) / 1000),
+        },
+        "stream_clients": st.hub.subscribers(),
+    })))
 }
 
 async fn readyz(State(st): State<Arc<ApiState>>) -> Response {
@@ -152,7 +256,7 @@ fn parse_before(s: Option<&str>) -> Result<Option<i64>, HttpError> {
     }
 }
 
-fn summary_json(e: &EventSummary) -> Value {
+pub(crate) fn summary_json(e: &EventSummary) -> Value {
     json!({
         "id": e.id,
         "provider": e.provider,
@@ -188,6 +292,7 @@ async fn list_events(
         event_id: q.event_id.filter(|s| !s.is_empty()),
         status: q.status.filter(|s| !s.is_empty()),
         before: parse_before(q.before.as_deref())?,
+        after: None,
         since_ms: None,
         limit: limit + 1,
     };

@@ -69,6 +69,8 @@ pub struct Ingest {
     read_timeout: Duration,
     /// Woken after every commit that created deliveries.
     outbox_wake: Arc<Notify>,
+    /// Every stored event is published here after its commit.
+    hub: crate::live::Hub,
 }
 
 impl Ingest {
@@ -77,6 +79,7 @@ impl Ingest {
         endpoints: Vec<Endpoint>,
         store: Store,
         outbox_wake: Arc<Notify>,
+        hub: crate::live::Hub,
     ) -> Ingest {
         Ingest {
             endpoints: endpoints
@@ -87,6 +90,7 @@ impl Ingest {
             trusted_proxies: cfg.server.trusted_proxies.clone(),
             read_timeout: cfg.server.read_timeout,
             outbox_wake,
+            hub,
         }
     }
 
@@ -235,11 +239,24 @@ impl Ingest {
             projection,
         };
         let event_id = ev.event_id.clone();
+        let mut summary = crate::store::EventSummary {
+            id: 0,
+            provider: ev.provider.clone(),
+            event_id: ev.event_id.clone(),
+            event_type: ev.event_type.clone(),
+            received_at_ms: ev.received_at_ms,
+            source_ip: ev.source_ip.clone(),
+            status: String::new(),
+            size: ev.body.len() as i64,
+        };
         match self.store.insert_event(ev).await {
             Ok(Inserted::Accepted { id, deliveries }) => {
                 if deliveries > 0 {
                     self.outbox_wake.notify_one();
                 }
+                summary.id = id;
+                summary.status = if deliveries > 0 { "pending" } else { "none" }.to_string();
+                self.hub.publish(crate::live::Live::Webhook(summary));
                 metrics::counter!("appliance_webhooks_accepted_total", "provider" => p.name.clone()).increment(1);
                 tracing::debug!(provider = p.name, id, event_id, "accepted");
                 Ok(axum::Json(serde_json::json!({"status": "accepted", "id": id})).into_response())

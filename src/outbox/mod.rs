@@ -73,6 +73,7 @@ pub struct Outbox {
     wake: Arc<Notify>,
     tick_ms: Arc<AtomicI64>,
     grace: Duration,
+    hub: crate::live::Hub,
 }
 
 impl Outbox {
@@ -85,6 +86,7 @@ impl Outbox {
         sync: &HashMap<String, SyncCredentials>,
         wake: Arc<Notify>,
         tick_ms: Arc<AtomicI64>,
+        hub: crate::live::Hub,
     ) -> Outbox {
         let mut routes = Vec::new();
         let client = http::client();
@@ -149,6 +151,7 @@ impl Outbox {
             wake,
             tick_ms,
             grace: cfg.server.shutdown_grace,
+            hub,
         }
     }
 
@@ -298,6 +301,8 @@ impl Outbox {
         let route_name = route.name.clone();
         let wake = self.wake.clone();
         let (delivery, step, event) = (c.delivery_id, c.step, c.event);
+        let hub = self.hub.clone();
+        let (provider, event_type, attempts) = (c.provider, c.event_type, c.attempts + 1);
         let handle = tasks.spawn(async move {
             let attempt = fut.await;
             let next = next_after(&attempt.verdict, step as usize, &schedule, jitter, attempt.at_ms + attempt.duration_ms);
@@ -310,7 +315,9 @@ impl Outbox {
                 Next::Delivered => tracing::debug!(delivery, route = route_name, "delivered"),
                 _ => tracing::warn!(delivery, event, route = route_name, outcome, error = attempt.error.as_deref().unwrap_or(""), "delivery attempt failed"),
             }
+            let route_for_notice = route_name.clone();
             metrics::counter!("appliance_deliveries_total", "route" => route_name, "outcome" => outcome).increment(1);
+            let notice_error = attempt.error.clone();
             let row = AttemptRow {
                 at_ms: attempt.at_ms,
                 duration_ms: attempt.duration_ms,
@@ -319,9 +326,25 @@ impl Outbox {
                 error: attempt.error,
                 response_excerpt: attempt.response_excerpt,
             };
-            if let Err(e) = store.record_attempt(delivery, row, next).await {
-                // The lease will expire and the attempt be made again.
-                tracing::error!(delivery, error = %e, "could not record attempt");
+            match store.record_attempt(delivery, row, next).await {
+                Ok(()) => hub.publish(crate::live::Live::Delivery(crate::live::DeliveryNotice {
+                    id: delivery,
+                    event,
+                    provider,
+                    event_type,
+                    route: route_for_notice,
+                    status: match next {
+                        Next::Delivered => "delivered",
+                        Next::RetryAt(_) => "pending",
+                        Next::Dead => "dead",
+                    },
+                    outcome,
+                    attempts,
+                    error: notice_error,
+                })),
+                // The lease expires (or is released at the next start) and
+                // the attempt is made again.
+                Err(e) => tracing::error!(delivery, error = %e, "could not record attempt"),
             }
             wake.notify_one();
             next

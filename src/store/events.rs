@@ -40,6 +40,8 @@ pub struct EventFilter {
     pub status: Option<String>,
     /// Exclusive upper bound on the row id.
     pub before: Option<i64>,
+    /// Exclusive lower bound on the row id; with it, the list is oldest first.
+    pub after: Option<i64>,
     /// Only rows received at or after this time (Unix ms).
     pub since_ms: Option<i64>,
     pub limit: usize,
@@ -187,6 +189,10 @@ pub(super) fn list(conn: &Connection, f: &EventFilter) -> Result<Vec<EventSummar
         args.push(b.into());
         sql.push_str(&format!(" AND e.id < ?{}", args.len()));
     }
+    if let Some(a) = f.after {
+        args.push(a.into());
+        sql.push_str(&format!(" AND e.id > ?{}", args.len()));
+    }
     if let Some(s) = f.since_ms {
         args.push(s.into());
         sql.push_str(&format!(" AND e.received_at >= ?{}", args.len()));
@@ -197,7 +203,8 @@ pub(super) fn list(conn: &Connection, f: &EventFilter) -> Result<Vec<EventSummar
         sql.push_str(&format!(" AND status = ?{}", args.len()));
     }
     args.push((f.limit as i64).into());
-    sql.push_str(&format!(" ORDER BY id DESC LIMIT ?{}", args.len()));
+    let order = if f.after.is_some() { "ASC" } else { "DESC" };
+    sql.push_str(&format!(" ORDER BY id {order} LIMIT ?{}", args.len()));
     let mut stmt = conn.prepare_cached(&sql)?;
     let rows = stmt
         .query_map(rusqlite::params_from_iter(args), summary)?
@@ -254,4 +261,57 @@ pub(super) fn get(conn: &Connection, id: i64) -> Result<Option<EventDetail>, Sto
         verification,
         deliveries,
     }))
+}
+
+/// The newest row id, and the oldest still stored (None when empty).
+pub(super) fn id_range(conn: &Connection) -> Result<(Option<i64>, Option<i64>), StoreError> {
+    Ok(conn
+        .prepare_cached("SELECT max(id), min(id) FROM events")?
+        .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))?)
+}
+
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct Stats {
+    /// (provider, events in the last hour, events in the last day)
+    pub providers: Vec<(String, i64, i64)>,
+    /// (minute start in Unix ms, provider, events) over the last hour
+    pub per_minute: Vec<(i64, String, i64)>,
+    /// deliveries created in the last hour / day, by status
+    pub deliveries_hour: Vec<(String, i64)>,
+    pub deliveries_day: Vec<(String, i64)>,
+}
+
+pub(super) fn stats(conn: &Connection, now: i64) -> Result<Stats, StoreError> {
+    let hour = now - 3_600_000;
+    let day = now - 86_400_000;
+    let providers = conn
+        .prepare_cached(
+            "SELECT provider, sum(received_at >= ?1), count(*) FROM events WHERE received_at >= ?2
+             GROUP BY provider ORDER BY provider",
+        )?
+        .query_map(params![hour, day], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })?
+        .collect::<Result<_, _>>()?;
+    let per_minute = conn
+        .prepare_cached(
+            "SELECT (received_at / 60000) * 60000 AS m, provider, count(*) FROM events
+             WHERE received_at >= ?1 GROUP BY m, provider ORDER BY m, provider",
+        )?
+        .query_map(params![hour], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+        .collect::<Result<_, _>>()?;
+    let by_status = |since: i64| -> Result<Vec<(String, i64)>, StoreError> {
+        Ok(conn
+            .prepare_cached(
+                "SELECT status, count(*) FROM deliveries WHERE created_at >= ?1 GROUP BY status ORDER BY status",
+            )?
+            .query_map(params![since], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<Result<_, _>>()?)
+    };
+    Ok(Stats {
+        providers,
+        per_minute,
+        deliveries_hour: by_status(hour)?,
+        deliveries_day: by_status(day)?,
+    })
 }

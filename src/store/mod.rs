@@ -10,7 +10,7 @@ mod schema;
 mod snaptrade;
 mod writer;
 
-pub use events::{Delivery, EventDetail, EventFilter, EventSummary, Inserted, NewEvent};
+pub use events::{Delivery, EventDetail, EventFilter, EventSummary, Inserted, NewEvent, Stats};
 pub use outbox::{AttemptRow, Claimed, DeliveryFilter, DeliverySummary, Next, OutboxStats, Revive};
 pub use schema::MigrateError;
 pub use snaptrade::{AccountRow, BalanceRow, ConnectionRow, PositionRow};
@@ -290,6 +290,17 @@ impl Store {
             Ok(())
         })
         .await
+    }
+
+    /// (newest, oldest) stored event row ids.
+    pub async fn event_id_range(&self) -> Result<(Option<i64>, Option<i64>), StoreError> {
+        self.read(events::id_range).await
+    }
+
+    /// Counts for the dashboard over the last hour and day.
+    pub async fn stats(&self) -> Result<Stats, StoreError> {
+        let now = now_ms();
+        self.read(move |conn| events::stats(conn, now)).await
     }
 
     /// Number of stored events (tests and `db check`).

@@ -7,5 +7,6 @@ mod concurrency;
 mod crash;
 mod kinds;
 mod limits;
+mod live;
 mod outbox;
 mod snaptrade;

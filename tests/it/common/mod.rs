@@ -399,3 +399,100 @@ pub fn header<'a>(r: &'a Received, name: &str) -> &'a str {
         .and_then(|v| v.to_str().ok())
         .unwrap_or("")
 }
+
+/// One Server-Sent Event.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sse {
+    pub event: String,
+    pub id: Option<String>,
+    pub data: String,
+}
+
+/// A minimal SSE client over reqwest.
+pub struct SseClient {
+    resp: reqwest::Response,
+    buf: String,
+}
+
+impl SseClient {
+    pub async fn connect(
+        url: &str,
+        token: Option<&str>,
+        last_event_id: Option<i64>,
+    ) -> reqwest::Result<(StatusCode, SseClient)> {
+        let mut rb = client_no_timeout().get(url);
+        if let Some(t) = token {
+            rb = rb.bearer_auth(t);
+        }
+        if let Some(id) = last_event_id {
+            rb = rb.header("last-event-id", id.to_string());
+        }
+        let resp = rb.send().await?;
+        Ok((
+            resp.status(),
+            SseClient {
+                resp,
+                buf: String::new(),
+            },
+        ))
+    }
+
+    /// The next event (keep-alive comments skipped), within `deadline`.
+    pub async fn next(&mut self, deadline: Duration) -> Option<Sse> {
+        let end = Instant::now() + deadline;
+        loop {
+            if let Some(i) = self.buf.find("\n\n") {
+                let block: String = self.buf[..i].to_string();
+                self.buf.drain(..i + 2);
+                let mut ev = Sse {
+                    event: "message".into(),
+                    id: None,
+                    data: String::new(),
+                };
+                let mut any = false;
+                for line in block.lines() {
+                    if let Some(v) = line.strip_prefix("event:") {
+                        ev.event = v.trim().to_string();
+                        any = true;
+                    } else if let Some(v) = line.strip_prefix("id:") {
+                        ev.id = Some(v.trim().to_string());
+                    } else if let Some(v) = line.strip_prefix("data:") {
+                        ev.data.push_str(v.trim_start());
+                        any = true;
+                    }
+                }
+                if any {
+                    return Some(ev);
+                }
+                continue;
+            }
+            let left = end.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return None;
+            }
+            match tokio::time::timeout(left, self.resp.chunk()).await {
+                Ok(Ok(Some(bytes))) => self.buf.push_str(&String::from_utf8_lossy(&bytes)),
+                _ => return None,
+            }
+        }
+    }
+
+    /// The next event of this kind, skipping others.
+    pub async fn next_of(&mut self, kind: &str, deadline: Duration) -> Option<Sse> {
+        let end = Instant::now() + deadline;
+        loop {
+            let left = end.saturating_duration_since(Instant::now());
+            let e = self.next(left).await?;
+            if e.event == kind {
+                return Some(e);
+            }
+        }
+    }
+}
+
+pub fn client_no_timeout() -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .expect("client")
+}
