@@ -39,6 +39,8 @@ pub enum Command {
     /// Read stored events
     #[command(subcommand)]
     Events(Events),
+    /// Follow a (remote) appliance's stream and forward each event to a local URL
+    Tail(TailArgs),
     /// Inspect and revive deliveries
     #[command(subcommand)]
     Outbox(Outbox),
@@ -110,6 +112,31 @@ pub struct SendTest {
     /// Base URL (default: http:// + the configured listen address)
     #[arg(long, value_name = "BASE")]
     pub url: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct TailArgs {
+    /// Local URL each event is POSTed to
+    #[arg(long, value_name = "URL")]
+    pub forward: String,
+    /// The appliance to follow (default: http:// + the configured listen address)
+    #[arg(long, value_name = "BASE")]
+    pub server: Option<String>,
+    /// Env var holding the admin token (default APPLIANCE_ADMIN_TOKEN; else the
+    /// local database's generated token)
+    #[arg(long, value_name = "VAR")]
+    pub token_env: Option<String>,
+    #[arg(long)]
+    pub provider: Option<String>,
+    /// Glob on the event type
+    #[arg(long = "type", value_name = "GLOB")]
+    pub event_type: Option<String>,
+    /// Re-sign for the local receiver with Standard Webhooks, with this env var's whsec_ secret
+    #[arg(long, value_name = "VAR")]
+    pub secret_env: Option<String>,
+    /// Where the last forwarded stream id is kept (default: .appliance-tail-<hash>.state here)
+    #[arg(long, value_name = "PATH")]
+    pub state: Option<PathBuf>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -191,6 +218,11 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Events(cmd) => {
             let cfg = load(&cli.global)?;
             runtime()?.block_on(events(cfg, cmd))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Tail(args) => {
+            let cfg = load(&cli.global)?;
+            runtime()?.block_on(tail(cfg, args))?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Outbox(cmd) => {
@@ -696,4 +728,63 @@ async fn snaptrade(cfg: Config, cmd: Snaptrade) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+async fn tail(cfg: Config, args: TailArgs) -> anyhow::Result<()> {
+    let server = args.server.clone().unwrap_or_else(|| base_url(&cfg));
+    let var = args
+        .token_env
+        .clone()
+        .unwrap_or_else(|| "APPLIANCE_ADMIN_TOKEN".to_string());
+    let token = match std::env::var(&var) {
+        Ok(t) if !t.is_empty() => t,
+        _ if args.token_env.is_some() => bail!("environment variable {var} is not set"),
+        _ => {
+            match &cfg.admin.token {
+                SecretSource::Generated(key) => {
+                    let store = Store::open(&cfg.storage.path, cfg.storage.durability)?;
+                    store.meta_get(key).await?.with_context(|| {
+                    format!("no admin token: set {var} (the remote appliance's `appliance admin token`)")
+                })?
+                }
+                _ => bail!("set {var} to the admin token of {server}"),
+            }
+        }
+    };
+    let secret = match &args.secret_env {
+        None => None,
+        Some(v) => match std::env::var(v) {
+            Ok(s) if !s.is_empty() => Some(crate::verify::Secret(s.into_bytes())),
+            _ => bail!("environment variable {v} is not set"),
+        },
+    };
+    let state = args.state.clone().unwrap_or_else(|| {
+        use sha2::Digest;
+        let key = format!(
+            "{server}|{}|{}|{}",
+            args.forward,
+            args.provider.as_deref().unwrap_or(""),
+            args.event_type.as_deref().unwrap_or("")
+        );
+        let h = sha2::Sha256::digest(key.as_bytes());
+        PathBuf::from(format!(".appliance-tail-{}.state", &hex::encode(h)[..12]))
+    });
+    let t = crate::tail::Tail {
+        forward: args.forward,
+        server,
+        token,
+        provider: args.provider,
+        event_type: args.event_type,
+        secret,
+        state,
+    };
+    let shutdown = CancellationToken::new();
+    {
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            wait_for_signal().await;
+            shutdown.cancel();
+        });
+    }
+    t.run(shutdown).await
 }

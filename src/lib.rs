@@ -30,6 +30,7 @@ pub mod secrets;
 pub mod server;
 pub mod snaptrade;
 pub mod store;
+pub mod tail;
 pub mod verify;
 
 use anyhow::Context;

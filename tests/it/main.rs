@@ -10,3 +10,4 @@ mod limits;
 mod live;
 mod outbox;
 mod snaptrade;
+mod tail;
