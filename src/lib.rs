@@ -164,7 +164,7 @@ pub async fn run_with(
         }
     }
 
-    let hub = live::Hub::default();
+    let hub = live::Hub::new(api::render_live);
     let outbox_wake = Arc::new(Notify::new());
     let outbox_tick = Arc::new(AtomicI64::new(crate::store::now_ms()));
     let ingest = Arc::new(ingest::Ingest::new(

@@ -20,6 +20,13 @@ pub enum Live {
     Delivery(DeliveryNotice),
 }
 
+/// A message with its JSON rendered once, however many subscribers read it.
+#[derive(Debug)]
+pub struct Published {
+    pub msg: Live,
+    pub json: String,
+}
+
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct DeliveryNotice {
     /// The delivery's id.
@@ -40,24 +47,29 @@ pub struct DeliveryNotice {
 
 #[derive(Clone)]
 pub struct Hub {
-    tx: broadcast::Sender<Arc<Live>>,
-}
-
-impl Default for Hub {
-    fn default() -> Self {
-        Hub {
-            tx: broadcast::channel(BUFFER).0,
-        }
-    }
+    tx: broadcast::Sender<Arc<Published>>,
+    render: fn(&Live) -> String,
 }
 
 impl Hub {
-    pub fn publish(&self, msg: Live) {
-        // No subscribers is fine.
-        let _ = self.tx.send(Arc::new(msg));
+    /// `render` gives a message's JSON as subscribers see it (the API's shape).
+    pub fn new(render: fn(&Live) -> String) -> Hub {
+        Hub {
+            tx: broadcast::channel(BUFFER).0,
+            render,
+        }
     }
 
-    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Live>> {
+    pub fn publish(&self, msg: Live) {
+        if self.tx.receiver_count() == 0 {
+            return;
+        }
+        let json = (self.render)(&msg);
+        // A send error only means nobody is listening any more.
+        let _ = self.tx.send(Arc::new(Published { msg, json }));
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Published>> {
         self.tx.subscribe()
     }
 

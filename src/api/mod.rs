@@ -475,3 +475,11 @@ async fn retry_delivery(
         crate::store::Revive::NotFound => Err(HttpError::not_found("delivery")),
     }
 }
+
+/// The JSON a live message is streamed as.
+pub fn render_live(msg: &crate::live::Live) -> String {
+    match msg {
+        crate::live::Live::Webhook(e) => summary_json(e).to_string(),
+        crate::live::Live::Delivery(d) => serde_json::to_string(d).unwrap_or_default(),
+    }
+}

@@ -38,7 +38,7 @@ enum Phase {
 
 struct State_ {
     st: Arc<ApiState>,
-    rx: tokio::sync::broadcast::Receiver<Arc<Live>>,
+    rx: tokio::sync::broadcast::Receiver<Arc<crate::live::Published>>,
     provider: Option<String>,
     event_type: Option<String>,
     last: i64,
@@ -88,17 +88,21 @@ impl State_ {
                     }
                 }
                 Phase::Live => match self.rx.recv().await {
-                    Ok(msg) => match msg.as_ref() {
+                    Ok(p) => match &p.msg {
                         Live::Webhook(e) => {
                             if e.id > self.last && self.wants(&e.provider, &e.event_type) {
                                 self.last = e.id;
-                                return Some(webhook_event(e.id, summary_json(e)));
+                                return Some(
+                                    Event::default()
+                                        .event("webhook")
+                                        .id(e.id.to_string())
+                                        .data(&p.json),
+                                );
                             }
                         }
                         Live::Delivery(d) => {
                             if self.wants(&d.provider, &d.event_type) {
-                                let data = serde_json::to_string(d).unwrap_or_default();
-                                return Some(Event::default().event("delivery").data(data));
+                                return Some(Event::default().event("delivery").data(&p.json));
                             }
                         }
                     },
