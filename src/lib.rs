@@ -31,6 +31,7 @@ pub mod server;
 pub mod snaptrade;
 pub mod store;
 pub mod tail;
+pub mod telemetry;
 pub mod verify;
 
 use anyhow::Context;
@@ -88,6 +89,7 @@ pub async fn run_with(
             missing.join("; ")
         );
     }
+    telemetry::handle();
     let store = store::Store::open(&config.storage.path, config.storage.durability)?;
 
     let admin_token = secrets::resolve(&config.admin.token, Some(&store), secrets::generate_token)

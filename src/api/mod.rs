@@ -68,7 +68,15 @@ pub fn router(state: Arc<ApiState>) -> Router {
         )
         .route("/api/snaptrade/users/{id}/login", post(snaptrade::login))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
+    let metrics = if state.config.metrics.require_token {
+        Router::new()
+            .route("/metrics", get(metrics_text))
+            .route_layer(middleware::from_fn_with_state(state.clone(), require_token))
+    } else {
+        Router::new().route("/metrics", get(metrics_text))
+    };
     Router::new()
+        .merge(metrics)
         .route("/", get(dashboard_index))
         .route("/assets/app.js", get(dashboard_js))
         .route("/assets/style.css", get(dashboard_css))
@@ -161,6 +169,30 @@ async fn dashboard_css() -> Response {
             (header::CACHE_CONTROL, "no-cache"),
         ],
         include_str!("dashboard/style.css"),
+    )
+        .into_response()
+}
+
+async fn metrics_text(State(st): State<Arc<ApiState>>) -> Response {
+    let Some(h) = crate::telemetry::handle() else {
+        return HttpError::unavailable("metrics recorder not installed").into_response();
+    };
+    if let Ok(o) = st.store.outbox_stats().await {
+        metrics::gauge!("appliance_outbox_pending").set(o.pending as f64);
+        metrics::gauge!("appliance_outbox_dead").set(o.dead as f64);
+        let age = o
+            .oldest_pending_ms
+            .map(|t| (crate::store::now_ms() - t).max(0) as f64 / 1000.0)
+            .unwrap_or(0.0);
+        metrics::gauge!("appliance_outbox_oldest_pending_age_seconds").set(age);
+    }
+    metrics::gauge!("appliance_stream_clients").set(st.hub.subscribers() as f64);
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        h.render(),
     )
         .into_response()
 }

@@ -114,7 +114,13 @@ impl Ingest {
             .into_response();
         };
         let name = ep.provider.name.as_str();
-        match self.accept(&ep, peer, req).await {
+        metrics::counter!("appliance_webhooks_received_total", "provider" => name.to_string())
+            .increment(1);
+        let started = std::time::Instant::now();
+        let result = self.accept(&ep, peer, req).await;
+        metrics::histogram!("appliance_ingest_seconds", "provider" => name.to_string())
+            .record(started.elapsed().as_secs_f64());
+        match result {
             Ok(resp) => resp,
             Err(e) => {
                 let level_warn = e.status != StatusCode::NOT_FOUND;

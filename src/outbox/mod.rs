@@ -316,6 +316,8 @@ impl Outbox {
                 _ => tracing::warn!(delivery, event, route = route_name, outcome, error = attempt.error.as_deref().unwrap_or(""), "delivery attempt failed"),
             }
             let route_for_notice = route_name.clone();
+            metrics::histogram!("appliance_delivery_attempt_seconds", "route" => route_name.clone())
+                .record(attempt.duration_ms as f64 / 1000.0);
             metrics::counter!("appliance_deliveries_total", "route" => route_name, "outcome" => outcome).increment(1);
             let notice_error = attempt.error.clone();
             let row = AttemptRow {

@@ -104,7 +104,10 @@ fn commit_group(conn: &mut Connection, group: &mut Vec<Box<dyn Job>>) {
     if group.is_empty() {
         return;
     }
+    let started = std::time::Instant::now();
     let outcome = apply(conn, group);
+    metrics::histogram!("appliance_store_commit_seconds").record(started.elapsed().as_secs_f64());
+    metrics::histogram!("appliance_store_batch_size").record(group.len() as f64);
     if let Err(e) = &outcome {
         tracing::error!(error = %e, jobs = group.len(), "store commit failed");
     }

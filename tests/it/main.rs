@@ -8,6 +8,7 @@ mod crash;
 mod kinds;
 mod limits;
 mod live;
+mod ops;
 mod outbox;
 mod snaptrade;
 mod tail;
