@@ -47,6 +47,9 @@ pub enum Command {
     /// SnapTrade users and state
     #[command(subcommand)]
     Snaptrade(Snaptrade),
+    /// Database maintenance: online backup, retention, integrity
+    #[command(subcommand)]
+    Db(Db),
     /// Admin credentials
     #[command(subcommand)]
     Admin(Admin),
@@ -57,6 +60,23 @@ pub enum Command {
     },
     /// Print the man page (roff)
     Man,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Db {
+    /// Online backup to a new file (safe while `serve` runs)
+    Backup { path: PathBuf },
+    /// Remove delivered events older than [storage].retention (tombstones keep them duplicates)
+    Prune {
+        /// Also remove events whose deliveries are dead
+        #[arg(long)]
+        dead: bool,
+        /// Override the retention (e.g. 7d; 0s = everything eligible)
+        #[arg(long, value_name = "DURATION")]
+        older_than: Option<String>,
+    },
+    /// Integrity check (exit 1 if damaged)
+    Check,
 }
 
 #[derive(Subcommand, Debug)]
@@ -229,6 +249,10 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             let cfg = load(&cli.global)?;
             runtime()?.block_on(outbox(cfg, cmd))?;
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Db(cmd) => {
+            let cfg = load(&cli.global)?;
+            runtime()?.block_on(db(cfg, cmd))
         }
         Command::Snaptrade(cmd) => {
             let cfg = load(&cli.global)?;
@@ -787,4 +811,48 @@ async fn tail(cfg: Config, args: TailArgs) -> anyhow::Result<()> {
         });
     }
     t.run(shutdown).await
+}
+
+async fn db(cfg: Config, cmd: Db) -> anyhow::Result<ExitCode> {
+    let store = Store::open(&cfg.storage.path, cfg.storage.durability)?;
+    match cmd {
+        Db::Backup { path } => {
+            store.backup(&path).await?;
+            println!(
+                "backed up {} to {}",
+                cfg.storage.path.display(),
+                path.display()
+            );
+        }
+        Db::Prune { dead, older_than } => {
+            let retention = match older_than {
+                Some(s) => {
+                    config::parse_duration(&s).map_err(|e| anyhow::anyhow!("--older-than: {e}"))?
+                }
+                None => cfg.storage.retention,
+            };
+            let r = store.prune(crate::store::cutoff(retention), dead).await?;
+            println!(
+                "pruned {} events and {} deliveries older than {}",
+                r.events,
+                r.deliveries,
+                humantime::format_duration(retention)
+            );
+        }
+        Db::Check => {
+            let lines = store.integrity_check().await?;
+            if lines == ["ok"] {
+                println!(
+                    "ok: {} passes the integrity check",
+                    cfg.storage.path.display()
+                );
+            } else {
+                for l in &lines {
+                    println!("{l}");
+                }
+                return Ok(ExitCode::from(1));
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }

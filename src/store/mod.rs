@@ -5,12 +5,14 @@
 //! be a new file here, not a change elsewhere.
 
 mod events;
+mod maintenance;
 mod outbox;
 mod schema;
 mod snaptrade;
 mod writer;
 
 pub use events::{Delivery, EventDetail, EventFilter, EventSummary, Inserted, NewEvent, Stats};
+pub use maintenance::{PruneReport, cutoff};
 pub use outbox::{AttemptRow, Claimed, DeliveryFilter, DeliverySummary, Next, OutboxStats, Revive};
 pub use schema::MigrateError;
 pub use snaptrade::{AccountRow, BalanceRow, ConnectionRow, PositionRow};
@@ -301,6 +303,39 @@ impl Store {
     pub async fn stats(&self) -> Result<Stats, StoreError> {
         let now = now_ms();
         self.read(move |conn| events::stats(conn, now)).await
+    }
+
+    /// Online backup to a new file (a consistent snapshot).
+    pub async fn backup(&self, dest: &Path) -> Result<(), StoreError> {
+        let dest = dest.to_path_buf();
+        self.read(move |conn| maintenance::backup(conn, &dest))
+            .await
+    }
+
+    /// Remove events received before `before_ms` whose deliveries are done
+    /// (delivered; with `dead`, also dead), leaving tombstones; then give the
+    /// space back. Works in batches so the writer never stalls for long.
+    pub async fn prune(&self, before_ms: i64, dead: bool) -> Result<PruneReport, StoreError> {
+        let mut total = PruneReport::default();
+        loop {
+            let r = self
+                .write(move |conn| maintenance::prune_batch(conn, before_ms, dead, 500))
+                .await?;
+            total.events += r.events;
+            total.deliveries += r.deliveries;
+            if r.events == 0 {
+                break;
+            }
+        }
+        if total.events > 0 {
+            self.write_outside_tx(maintenance::vacuum).await?;
+        }
+        Ok(total)
+    }
+
+    /// `PRAGMA integrity_check` lines (`["ok"]` when healthy).
+    pub async fn integrity_check(&self) -> Result<Vec<String>, StoreError> {
+        self.read(maintenance::integrity).await
     }
 
     /// Number of stored events (tests and `db check`).
