@@ -26,6 +26,7 @@ pub mod ingest;
 pub mod live;
 pub mod logging;
 pub mod outbox;
+pub mod runtime;
 pub mod secrets;
 pub mod server;
 pub mod snaptrade;
@@ -82,13 +83,6 @@ pub async fn run_with(
     listeners: Listeners,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let missing = config::missing_secrets(&config);
-    if !missing.is_empty() {
-        anyhow::bail!(
-            "cannot start: {}\n(set them, e.g. in /etc/appliance/env for systemd; `appliance check-config` lists every secret source)",
-            missing.join("; ")
-        );
-    }
     telemetry::handle();
     let store = store::Store::open(&config.storage.path, config.storage.durability)?;
 
@@ -108,125 +102,87 @@ pub async fn run_with(
         .map(|s| String::from_utf8_lossy(&s.0).into_owned())
         .unwrap_or_default();
 
-    let mut endpoints = Vec::new();
-    let mut sync_creds = std::collections::HashMap::new();
-    for p in &config.providers {
-        let r = secrets::resolve(&p.secret, Some(&store), secrets::generate_whsec)
-            .await
-            .with_context(|| format!("provider {}", p.name))?;
-        if r.generated_now {
-            println!(
-                "Generated secret for provider {} (kept in {}; `appliance admin token --provider {}` prints it again):\n  {}",
-                p.name,
-                store.path().display(),
-                p.name,
-                String::from_utf8_lossy(&r.secrets[0].0)
-            );
-        }
-        if let Some(sync) = &p.sync {
-            let client_id = std::env::var(&sync.client_id_env).unwrap_or_default();
-            if let Some(key) = r.secrets.first() {
-                sync_creds.insert(
-                    p.name.clone(),
-                    outbox::SyncCredentials {
-                        client_id,
-                        consumer_key: key.0.clone(),
-                    },
-                );
-            }
-        }
-        endpoints.push(ingest::Endpoint::new(p.clone(), r.secrets));
-    }
+    let shared = runtime::Shared {
+        store: store.clone(),
+        hub: live::Hub::new(api::render_live),
+        outbox_wake: Arc::new(Notify::new()),
+    };
+    let rt = runtime::build(config.clone(), &shared, 1)
+        .await
+        .context("cannot start")?;
     if config.providers.is_empty() {
         tracing::warn!(
             "no providers configured: every webhook path answers 404 (add a [providers.NAME] table)"
         );
     }
-
-    // Route secrets (signing what the outbox forwards).
-    let mut route_secrets = std::collections::HashMap::new();
-    for p in &config.providers {
-        for r in &p.routes {
-            if let config::Target::Url {
-                secret_env: Some(var),
-                ..
-            } = &r.target
-            {
-                let s = secrets::resolve(
-                    &config::SecretSource::Env(var.clone()),
-                    None,
-                    secrets::generate_whsec,
-                )
-                .await
-                .with_context(|| format!("route {}", r.name))?;
-                if let Some(s) = s.secrets.into_iter().next() {
-                    route_secrets.insert(r.name.clone(), s);
-                }
-            }
-        }
-    }
-
-    let hub = live::Hub::new(api::render_live);
-    let outbox_wake = Arc::new(Notify::new());
-    let outbox_tick = Arc::new(AtomicI64::new(crate::store::now_ms()));
-    let ingest = Arc::new(ingest::Ingest::new(
-        &config,
-        endpoints,
-        store.clone(),
-        outbox_wake.clone(),
-        hub.clone(),
+    let current: runtime::Current = Arc::new(arc_swap::ArcSwap::from_pointee(rt));
+    let path = match &config.source {
+        config::Source::File(p) => Some(p.clone()),
+        config::Source::Embedded => None,
+    };
+    let reloader = Arc::new(runtime::Reloader::new(
+        path,
+        current.clone(),
+        shared.clone(),
     ));
-    let snaptrade_api = config
-        .providers
-        .iter()
-        .find(|p| p.kind == "snaptrade")
-        .map(|p| api::SnaptradeApi {
-            provider: p.name.clone(),
-            client: p.sync.as_ref().and_then(|s| {
-                sync_creds.get(&p.name).map(|c| {
-                    snaptrade::client::Client::new(
-                        &s.base_url,
-                        c.client_id.clone(),
-                        c.consumer_key.clone(),
-                        outbox::http::client(),
-                    )
-                })
-            }),
-        });
+    let outbox_tick = Arc::new(AtomicI64::new(crate::store::now_ms()));
     let api_state = Arc::new(api::ApiState {
         store: store.clone(),
         admin_token,
-        config: config.clone(),
-        snaptrade: snaptrade_api,
-        hub: hub.clone(),
+        current: current.clone(),
+        reloader: reloader.clone(),
+        metrics_require_token: config.metrics.require_token,
+        hub: shared.hub.clone(),
         trusted_proxies: config.server.trusted_proxies.clone(),
         failed_tokens: api::failed_token_limiter(),
-        outbox_wake: outbox_wake.clone(),
+        outbox_wake: shared.outbox_wake.clone(),
         outbox_tick_ms: outbox_tick.clone(),
         outbox_tick_bound: Duration::from_secs(10),
     });
     let outbox_task = tokio::spawn(
         outbox::Outbox::new(
-            &config,
+            current.clone(),
             store.clone(),
-            &route_secrets,
-            &sync_creds,
-            outbox_wake.clone(),
+            shared.outbox_wake.clone(),
             outbox_tick,
-            hub.clone(),
+            shared.hub.clone(),
         )
         .run(shutdown.clone()),
     );
 
+    // SIGHUP: reload the config file.
+    {
+        let reloader = reloader.clone();
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            let Ok(mut hup) =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+            else {
+                return;
+            };
+            loop {
+                tokio::select! {
+                    Some(()) = hup.recv() => {
+                        tracing::info!("SIGHUP: reloading the config");
+                        let _ = reloader.reload().await;
+                    }
+                    _ = shutdown.cancelled() => break,
+                }
+            }
+        });
+    }
+
     let ingest_router = {
-        let ingest = ingest.clone();
+        let current = current.clone();
         axum::Router::new().fallback(
             move |axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<
                 std::net::SocketAddr,
             >,
                   req: axum::extract::Request| {
-                let ingest = ingest.clone();
-                async move { ingest.handle(peer, req).await }
+                // The runtime this request started with, even if a reload
+                // swaps in another meanwhile.
+                let rt = current.load_full();
+                async move { rt.ingest.handle(peer, req).await }
             },
         )
     };
@@ -239,13 +195,13 @@ pub async fn run_with(
 
     // Housekeeping: keep rate-limiter memory bounded.
     {
-        let ingest = ingest.clone();
+        let current = current.clone();
         let shutdown = shutdown.clone();
         tokio::spawn(async move {
             let mut every = tokio::time::interval(Duration::from_secs(60));
             loop {
                 tokio::select! {
-                    _ = every.tick() => ingest.prune_limiters(),
+                    _ = every.tick() => current.load().ingest.prune_limiters(),
                     _ = shutdown.cancelled() => break,
                 }
             }

@@ -25,9 +25,12 @@ use subtle::ConstantTimeEq;
 pub struct ApiState {
     pub store: Store,
     pub admin_token: String,
-    pub config: crate::config::Config,
-    /// The first SnapTrade provider, if any.
-    pub snaptrade: Option<SnaptradeApi>,
+    /// The running config and what was built from it (swapped by reloads).
+    pub current: crate::runtime::Current,
+    /// `POST /api/reload`.
+    pub reloader: Arc<crate::runtime::Reloader>,
+    /// `[metrics].require_token` (fixed at start).
+    pub metrics_require_token: bool,
     /// Woken when deliveries are created or revived here.
     pub outbox_wake: Arc<tokio::sync::Notify>,
     /// The live feed the stream follows.
@@ -53,6 +56,7 @@ pub fn router(state: Arc<ApiState>) -> Router {
     let api = Router::new()
         .route("/api/stream", get(stream::stream))
         .route("/api/stats", get(stats))
+        .route("/api/reload", post(reload))
         .route("/api/events", get(list_events))
         .route("/api/events/{id}", get(show_event))
         .route("/api/events/{id}/replay", post(replay_event))
@@ -68,7 +72,7 @@ pub fn router(state: Arc<ApiState>) -> Router {
         )
         .route("/api/snaptrade/users/{id}/login", post(snaptrade::login))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
-    let metrics = if state.config.metrics.require_token {
+    let metrics = if state.metrics_require_token {
         Router::new()
             .route("/metrics", get(metrics_text))
             .route_layer(middleware::from_fn_with_state(state.clone(), require_token))
@@ -173,6 +177,15 @@ async fn dashboard_css() -> Response {
         .into_response()
 }
 
+async fn reload(State(st): State<Arc<ApiState>>) -> Response {
+    match st.reloader.reload().await {
+        Ok(r) => Json(json!(r)).into_response(),
+        Err(e) => {
+            HttpError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_config", e).into_response()
+        }
+    }
+}
+
 async fn metrics_text(State(st): State<Arc<ApiState>>) -> Response {
     let Some(h) = crate::telemetry::handle() else {
         return HttpError::unavailable("metrics recorder not installed").into_response();
@@ -247,6 +260,10 @@ async fn readyz(State(st): State<Arc<ApiState>>) -> Response {
     };
     Json(json!({
         "status": "ready",
+        "config": {
+            "generation": st.reloader.generation(),
+            "last_reload_error": st.reloader.last_error(),
+        },
         "outbox": {
             "pending": outbox.pending,
             "dead": outbox.dead,
@@ -410,7 +427,8 @@ async fn replay_event(
     Path(id): Path<String>,
 ) -> Result<Response, HttpError> {
     let id = parse_id(&id, "event")?;
-    match crate::outbox::replay(&st.store, &st.config, id).await {
+    let rt = st.current.load_full();
+    match crate::outbox::replay(&st.store, &rt.config, id).await {
         Ok(ids) => {
             if !ids.is_empty() {
                 st.outbox_wake.notify_one();

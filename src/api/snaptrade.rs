@@ -17,8 +17,21 @@ pub struct SnaptradeApi {
     pub client: Option<crate::snaptrade::client::Client>,
 }
 
-fn provider(st: &ApiState) -> Result<&SnaptradeApi, HttpError> {
-    st.snaptrade.as_ref().ok_or_else(|| {
+/// The current runtime, when it has a SnapTrade provider.
+fn runtime(st: &ApiState) -> Result<Arc<crate::runtime::Runtime>, HttpError> {
+    let rt = st.current.load_full();
+    if rt.snaptrade.is_none() {
+        return Err(HttpError::new(
+            StatusCode::NOT_FOUND,
+            "not_configured",
+            "no SnapTrade provider is configured",
+        ));
+    }
+    Ok(rt)
+}
+
+fn provider(rt: &crate::runtime::Runtime) -> Result<&SnaptradeApi, HttpError> {
+    rt.snaptrade.as_ref().ok_or_else(|| {
         HttpError::new(
             StatusCode::NOT_FOUND,
             "not_configured",
@@ -51,7 +64,8 @@ pub(super) async fn connections(
     State(st): State<Arc<ApiState>>,
     Query(q): Query<Filter>,
 ) -> Result<Json<Value>, HttpError> {
-    let api = provider(&st)?;
+    let rt = runtime(&st)?;
+    let api = provider(&rt)?;
     let rows = st
         .store
         .snaptrade_connections(&api.provider, nonempty(q.user_id))
@@ -74,7 +88,8 @@ pub(super) async fn accounts(
     State(st): State<Arc<ApiState>>,
     Query(q): Query<Filter>,
 ) -> Result<Json<Value>, HttpError> {
-    let api = provider(&st)?;
+    let rt = runtime(&st)?;
+    let api = provider(&rt)?;
     let user = nonempty(q.user_id);
     let rows = st
         .store
@@ -105,7 +120,8 @@ pub(super) async fn holdings(
     State(st): State<Arc<ApiState>>,
     Query(q): Query<Filter>,
 ) -> Result<Json<Value>, HttpError> {
-    let api = provider(&st)?;
+    let rt = runtime(&st)?;
+    let api = provider(&rt)?;
     let (positions, balances) = st
         .store
         .snaptrade_holdings(&api.provider, nonempty(q.user_id), nonempty(q.account_id))
@@ -148,7 +164,8 @@ pub(super) async fn put_user(
     Path(id): Path<String>,
     body: Result<Json<SecretBody>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Response, HttpError> {
-    let api = provider(&st)?;
+    let rt = runtime(&st)?;
+    let api = provider(&rt)?;
     valid_user_id(&id)?;
     let Json(body) =
         body.map_err(|_| HttpError::bad_request("body must be {\"user_secret\": \"...\"}"))?;
@@ -180,7 +197,8 @@ pub(super) async fn register_user(
     State(st): State<Arc<ApiState>>,
     body: Result<Json<RegisterBody>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Response, HttpError> {
-    let api = provider(&st)?;
+    let rt = runtime(&st)?;
+    let api = provider(&rt)?;
     let Json(body) =
         body.map_err(|_| HttpError::bad_request("body must be {\"user_id\": \"...\"}"))?;
     valid_user_id(&body.user_id)?;
@@ -218,7 +236,8 @@ pub(super) async fn login(
     State(st): State<Arc<ApiState>>,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, HttpError> {
-    let api = provider(&st)?;
+    let rt = runtime(&st)?;
+    let api = provider(&rt)?;
     let secret = st
         .store
         .snaptrade_user_secret(&api.provider, &id)

@@ -23,7 +23,6 @@ pub mod http;
 
 use crate::config::{Config, Target};
 use crate::store::{AttemptRow, Claimed, Next, Store};
-use crate::verify::Secret;
 use attempt::{Attempt, Job, Verdict};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -74,85 +73,54 @@ pub struct Outbox {
     tick_ms: Arc<AtomicI64>,
     grace: Duration,
     hub: crate::live::Hub,
+    current: crate::runtime::Current,
+    generation: u64,
 }
 
 impl Outbox {
-    /// `route_secrets`: the resolved `secret_env` of each url route, by route
-    /// name; `sync`: the credentials of each SnapTrade provider with a sync.
+    /// The loop over the current runtime's routes; a reload's new routes are
+    /// picked up at the next tick.
     pub fn new(
-        cfg: &Config,
+        current: crate::runtime::Current,
         store: Store,
-        route_secrets: &HashMap<String, Secret>,
-        sync: &HashMap<String, SyncCredentials>,
         wake: Arc<Notify>,
         tick_ms: Arc<AtomicI64>,
         hub: crate::live::Hub,
     ) -> Outbox {
-        let mut routes = Vec::new();
         let client = http::client();
-        for p in &cfg.providers {
-            if let (Some(s), Some(creds)) = (&p.sync, sync.get(&p.name)) {
-                routes.push(RouteRt {
-                    name: crate::snaptrade::sync_route(&p.name),
-                    deliverer: Deliverer::Sync(Arc::new(crate::snaptrade::sync::SyncTarget {
-                        provider: p.name.clone(),
-                        client: crate::snaptrade::client::Client::new(
-                            &s.base_url,
-                            creds.client_id.clone(),
-                            creds.consumer_key.clone(),
-                            client.clone(),
-                        ),
-                        store: store.clone(),
-                        timeout: SYNC_TIMEOUT,
-                    })),
-                    schedule: cfg.outbox.schedule.clone(),
-                    timeout: SYNC_TIMEOUT,
-                    concurrency: 4,
-                    in_flight: 0,
-                });
-            }
-            for r in &p.routes {
-                let timeout = r.timeout.unwrap_or(cfg.outbox.timeout);
-                let deliverer = match &r.target {
-                    Target::Url {
-                        url,
-                        headers,
-                        forward_headers,
-                        ..
-                    } => Deliverer::Http(Arc::new(http::HttpTarget::new(
-                        url.clone(),
-                        route_secrets.get(&r.name).cloned(),
-                        headers.clone(),
-                        forward_headers.clone(),
-                        timeout,
-                    ))),
-                    Target::Command(argv) => Deliverer::Command(Arc::new(
-                        command::CommandTarget::new(argv.clone(), timeout),
-                    )),
-                };
-                routes.push(RouteRt {
-                    name: r.name.clone(),
-                    deliverer,
-                    schedule: r
-                        .schedule
-                        .clone()
-                        .unwrap_or_else(|| cfg.outbox.schedule.clone()),
-                    timeout,
-                    concurrency: r.concurrency.unwrap_or(DEFAULT_CONCURRENCY),
-                    in_flight: 0,
-                });
-            }
-        }
+        let rt = current.load_full();
+        let routes = build_routes(&rt, &store, &client);
         Outbox {
             store,
             routes,
-            jitter: cfg.outbox.jitter,
+            jitter: rt.config.outbox.jitter,
             client,
             wake,
             tick_ms,
-            grace: cfg.server.shutdown_grace,
+            grace: rt.config.server.shutdown_grace,
             hub,
+            generation: rt.generation,
+            current,
         }
+    }
+
+    /// After a reload: the new routes, keeping the in-flight counts of those
+    /// that stay. Attempts of a removed route finish and are recorded; its
+    /// pending deliveries wait until a route of that name exists again.
+    fn refresh(&mut self) {
+        let rt = self.current.load_full();
+        if rt.generation == self.generation {
+            return;
+        }
+        let mut routes = build_routes(&rt, &self.store, &self.client);
+        for r in &mut routes {
+            if let Some(old) = self.routes.iter().find(|o| o.name == r.name) {
+                r.in_flight = old.in_flight;
+            }
+        }
+        self.routes = routes;
+        self.jitter = rt.config.outbox.jitter;
+        self.generation = rt.generation;
     }
 
     /// Run until `shutdown`; then wait for in-flight attempts up to the grace.
@@ -166,13 +134,14 @@ impl Outbox {
             Err(e) => tracing::error!(error = %e, "could not release old leases"),
         }
         let mut tasks: JoinSet<Next> = JoinSet::new();
-        let mut owners: HashMap<tokio::task::Id, usize> = HashMap::new();
+        let mut owners: HashMap<tokio::task::Id, String> = HashMap::new();
         loop {
             let now = crate::store::now_ms();
             self.tick_ms.store(now, Ordering::Relaxed);
             if shutdown.is_cancelled() {
                 break;
             }
+            self.refresh();
             // Claim what is due, route by route, within each route's capacity.
             let mut saturated = false;
             for i in 0..self.routes.len() {
@@ -201,7 +170,7 @@ impl Outbox {
                 for c in claimed {
                     self.routes[i].in_flight += 1;
                     let id = self.spawn_attempt(&mut tasks, i, c);
-                    owners.insert(id, i);
+                    owners.insert(id, self.routes[i].name.clone());
                 }
             }
             // Sleep until something can be done.
@@ -250,7 +219,7 @@ impl Outbox {
 
     fn finished(
         &mut self,
-        owners: &mut HashMap<tokio::task::Id, usize>,
+        owners: &mut HashMap<tokio::task::Id, String>,
         done: Result<(tokio::task::Id, Next), tokio::task::JoinError>,
     ) {
         let id = match &done {
@@ -261,7 +230,9 @@ impl Outbox {
                 e.id()
             }
         };
-        if let Some(r) = owners.remove(&id).and_then(|i| self.routes.get_mut(i)) {
+        if let Some(name) = owners.remove(&id)
+            && let Some(r) = self.routes.iter_mut().find(|r| r.name == name)
+        {
             r.in_flight = r.in_flight.saturating_sub(1);
         }
     }
@@ -376,6 +347,69 @@ pub fn plan(
         routes.push(crate::snaptrade::sync_route(&provider.name));
     }
     (routes, projection)
+}
+
+fn build_routes(
+    rt: &crate::runtime::Runtime,
+    store: &Store,
+    client: &reqwest::Client,
+) -> Vec<RouteRt> {
+    let cfg = &rt.config;
+    let mut routes = Vec::new();
+    for p in &cfg.providers {
+        if let (Some(s), Some(creds)) = (&p.sync, rt.sync_creds.get(&p.name)) {
+            routes.push(RouteRt {
+                name: crate::snaptrade::sync_route(&p.name),
+                deliverer: Deliverer::Sync(Arc::new(crate::snaptrade::sync::SyncTarget {
+                    provider: p.name.clone(),
+                    client: crate::snaptrade::client::Client::new(
+                        &s.base_url,
+                        creds.client_id.clone(),
+                        creds.consumer_key.clone(),
+                        client.clone(),
+                    ),
+                    store: store.clone(),
+                    timeout: SYNC_TIMEOUT,
+                })),
+                schedule: cfg.outbox.schedule.clone(),
+                timeout: SYNC_TIMEOUT,
+                concurrency: 4,
+                in_flight: 0,
+            });
+        }
+        for r in &p.routes {
+            let timeout = r.timeout.unwrap_or(cfg.outbox.timeout);
+            let deliverer = match &r.target {
+                Target::Url {
+                    url,
+                    headers,
+                    forward_headers,
+                    ..
+                } => Deliverer::Http(Arc::new(http::HttpTarget::new(
+                    url.clone(),
+                    rt.route_secrets.get(&r.name).cloned(),
+                    headers.clone(),
+                    forward_headers.clone(),
+                    timeout,
+                ))),
+                Target::Command(argv) => {
+                    Deliverer::Command(Arc::new(command::CommandTarget::new(argv.clone(), timeout)))
+                }
+            };
+            routes.push(RouteRt {
+                name: r.name.clone(),
+                deliverer,
+                schedule: r
+                    .schedule
+                    .clone()
+                    .unwrap_or_else(|| cfg.outbox.schedule.clone()),
+                timeout,
+                concurrency: r.concurrency.unwrap_or(DEFAULT_CONCURRENCY),
+                in_flight: 0,
+            });
+        }
+    }
+    routes
 }
 
 /// Fresh deliveries of a stored event for its provider's current routes

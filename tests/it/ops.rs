@@ -289,3 +289,125 @@ async fn prune_keeps_what_is_not_done_and_remembers_ids() {
     assert_eq!(v["status"], "duplicate");
     assert_eq!(app.count("p").await, 0);
 }
+
+async fn readyz(url: &str) -> serde_json::Value {
+    client()
+        .get(url)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+/// SIGHUP swaps secrets without failing a request; an invalid file is
+/// refused and the running config stays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sighup_reload_swaps_secrets_under_load() {
+    let dir = tempfile::tempdir().unwrap();
+    let old = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+    let new = "whsec_dGhlIG5ldyBzZWNyZXQgZm9yIHJvdGF0aW9u";
+    secret_file(dir.path(), "old", old);
+    secret_file(dir.path(), "new", new);
+    let text = |secret: &str| {
+        format!(
+            "[storage]\npath = \"{{dir}}/r.db\"\n[providers.a]\nkind = \"standard-webhooks\"\nsecret_file = \"{{dir}}/{secret}.secret\"\n[providers.b]\nkind = \"standard-webhooks\"\nsecret_file = \"{{dir}}/old.secret\"\n"
+        )
+    };
+    let bin = BinApp::spawn(dir.path(), &text("old"), &[]);
+    let cfg = appliance::config::load_file(&bin.config_path).unwrap();
+    let scheme = cfg.providers[0].scheme.clone();
+    let ready = bin.url("/readyz");
+    assert_eq!(readyz(&ready).await["config"]["generation"], 1);
+
+    // Concurrent load on the unchanged provider throughout the reload.
+    let stop = tokio_util::sync::CancellationToken::new();
+    let mut load = Vec::new();
+    for _ in 0..4 {
+        let (stop, url, scheme) = (stop.clone(), bin.url("/webhooks/b"), scheme.clone());
+        load.push(tokio::spawn(async move {
+            let c = client();
+            let mut n = 0;
+            while !stop.is_cancelled() {
+                let req = sign(&scheme, old, now());
+                let (s, v) = send(&c, &url, &req.headers, req.body).await;
+                assert_eq!(s, StatusCode::OK, "a request failed during the reload: {v}");
+                n += 1;
+            }
+            n
+        }));
+    }
+    // Rewrite the file as a deployment would (write + rename) and send SIGHUP.
+    let tmp = dir.path().join("next.toml");
+    let rendered = text("new").replace("{dir}", &dir.path().display().to_string());
+    let head = std::fs::read_to_string(&bin.config_path).unwrap();
+    let head: String = head.lines().take(5).map(|l| format!("{l}\n")).collect(); // [server] + [log] from BinApp
+    std::fs::write(&tmp, format!("{head}{rendered}")).unwrap();
+    std::fs::rename(&tmp, &bin.config_path).unwrap();
+    let pid = bin.child.id() as i32;
+    // SAFETY: kill(2) on our own child.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGHUP) }, 0);
+    eventually(
+        "generation 2",
+        std::time::Duration::from_secs(10),
+        || async { (readyz(&ready).await["config"]["generation"] == 2).then_some(()) },
+    )
+    .await;
+    stop.cancel();
+    let mut total = 0;
+    for l in load {
+        total += l.await.unwrap();
+    }
+    assert!(total > 0);
+
+    let c = client();
+    let a = bin.url("/webhooks/a");
+    let req = sign(&scheme, old, now());
+    assert_eq!(
+        send(&c, &a, &req.headers, req.body).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    let req = sign(&scheme, new, now());
+    assert_eq!(send(&c, &a, &req.headers, req.body).await.0, StatusCode::OK);
+
+    // An invalid file: refused, logged, the running config stays in force.
+    std::fs::write(
+        &bin.config_path,
+        format!("{head}[providers.a]\nkind = \"nope\"\n"),
+    )
+    .unwrap();
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGHUP) }, 0);
+    let v = eventually(
+        "the reload error",
+        std::time::Duration::from_secs(10),
+        || async {
+            let v = readyz(&ready).await;
+            (!v["config"]["last_reload_error"].is_null()).then_some(v)
+        },
+    )
+    .await;
+    assert_eq!(v["config"]["generation"], 2);
+    assert!(
+        v["config"]["last_reload_error"]
+            .as_str()
+            .unwrap()
+            .contains(":7:8: providers.a.kind"),
+        "{v}"
+    );
+    let req = sign(&scheme, new, now());
+    assert_eq!(send(&c, &a, &req.headers, req.body).await.0, StatusCode::OK);
+
+    // The same through the API, answered synchronously.
+    let store = appliance::store::Store::open(&cfg.storage.path, cfg.storage.durability).unwrap();
+    let token = store.meta_get("admin_token").await.unwrap().unwrap();
+    let r = c
+        .post(bin.url("/api/reload"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let v: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(v["code"], "invalid_config");
+}
