@@ -245,6 +245,33 @@ pub async fn run_with(
             ));
         }
     }
+    // systemd (Type=notify): ready now that the sockets serve; a watchdog
+    // ping every half period while the database accepts writes.
+    let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
+    if let Some(period) = sd_notify::watchdog_enabled() {
+        let store = store.clone();
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(period / 2);
+            loop {
+                tokio::select! {
+                    _ = every.tick() => {
+                        if store.check_writable().await.is_ok() {
+                            let _ = sd_notify::notify(&[sd_notify::NotifyState::Watchdog]);
+                        }
+                    }
+                    _ = shutdown.cancelled() => break,
+                }
+            }
+        });
+    }
+    {
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            shutdown.cancelled().await;
+            let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
+        });
+    }
     while tasks.join_next().await.is_some() {}
     let _ = outbox_task.await;
     if let Err(e) = store.checkpoint().await {

@@ -13,6 +13,17 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
+use tracing::Instrument;
+
+/// Request ids: a process-wide counter seeded randomly, so ids from
+/// restarts do not repeat each other in the logs.
+fn next_request_id() -> u64 {
+    use std::sync::OnceLock;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: OnceLock<AtomicU64> = OnceLock::new();
+    NEXT.get_or_init(|| AtomicU64::new(rand::random::<u64>() >> 16))
+        .fetch_add(1, Ordering::Relaxed)
+}
 
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
@@ -54,7 +65,14 @@ pub async fn serve(
         let router = router.clone();
         let svc = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
             req.extensions_mut().insert(ConnectInfo::<SocketAddr>(peer));
-            router.clone().oneshot(req.map(axum::body::Body::new))
+            // Every log line of a request carries its id (and the path, never
+            // the query string, which may hold the stream's token).
+            let id = next_request_id();
+            let span = tracing::info_span!("request", id = %format_args!("{id:x}"), method = %req.method(), path = %req.uri().path());
+            router
+                .clone()
+                .oneshot(req.map(axum::body::Body::new))
+                .instrument(span)
         });
         let conn = builder.serve_connection(TokioIo::new(stream), svc);
         let conn = graceful.watch(conn);
