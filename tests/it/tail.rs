@@ -28,8 +28,24 @@ async fn post(app: &TestApp) -> i64 {
     v["id"].as_i64().unwrap()
 }
 
-fn tail(app: &TestApp, rx: &Receiver, state: &std::path::Path) -> Child {
-    Command::new(BIN)
+/// The tail process, killed when dropped (also when a test fails).
+struct TailProc(Child);
+
+impl TailProc {
+    fn kill(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for TailProc {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn tail(app: &TestApp, rx: &Receiver, state: &std::path::Path) -> TailProc {
+    let child = Command::new(BIN)
         .args([
             "tail",
             "--forward",
@@ -52,7 +68,8 @@ fn tail(app: &TestApp, rx: &Receiver, state: &std::path::Path) -> Child {
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
-        .unwrap()
+        .unwrap();
+    TailProc(child)
 }
 
 fn stream_ids(rx: &Receiver) -> Vec<i64> {
@@ -90,8 +107,7 @@ async fn killed_and_restarted_it_forwards_exactly_what_it_missed() {
     let mut t = tail(&app, &rx, &state);
     let first = primed(&app, &rx).await;
     let before = rx.count();
-    t.kill().unwrap();
-    t.wait().unwrap();
+    t.kill();
 
     let mut missed = Vec::new();
     for _ in 0..50 {
@@ -99,8 +115,7 @@ async fn killed_and_restarted_it_forwards_exactly_what_it_missed() {
     }
     let mut t = tail(&app, &rx, &state);
     rx.wait_for(before + 50, Duration::from_secs(30)).await;
-    t.kill().unwrap();
-    t.wait().unwrap();
+    t.kill();
 
     let ids = stream_ids(&rx);
     let mut after: Vec<i64> = ids[before..].to_vec();
@@ -162,6 +177,5 @@ async fn a_receiver_that_is_down_is_retried_never_skipped() {
         (dedup == sent).then_some(())
     })
     .await;
-    t.kill().unwrap();
-    t.wait().unwrap();
+    t.kill();
 }
