@@ -134,6 +134,9 @@ pub struct Metrics {
 pub struct Update {
     pub repo: String,
     pub api_url: String,
+    /// Ed25519 public keys (base64, 32 bytes) whose zipsign signature a
+    /// release artifact must carry; empty means self-update is refused.
+    pub public_keys: Vec<String>,
 }
 
 #[derive(Debug, Clone)]

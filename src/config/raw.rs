@@ -69,8 +69,9 @@ struct RawMetrics {
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct RawUpdate {
-    repo: Option<String>,
-    api_url: Option<String>,
+    repo: Option<S<String>>,
+    api_url: Option<S<String>>,
+    public_keys: Option<Vec<S<String>>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -417,12 +418,42 @@ fn validate(cx: &mut Ctx<'_>, raw: RawConfig, path: &Path) -> Config {
     };
     let up = raw.update.map(|s| s.into_inner()).unwrap_or_default();
     let update = Update {
-        repo: up
-            .repo
-            .unwrap_or_else(|| "appliance-dev/appliance".to_string()),
-        api_url: up
-            .api_url
-            .unwrap_or_else(|| "https://api.github.com".to_string()),
+        repo: match &up.repo {
+            Some(r) => {
+                let v = r.get_ref();
+                let ok = v.split('/').count() == 2 && v.split('/').all(|p| !p.is_empty());
+                if !ok {
+                    cx.span(r, format!("update.repo: {v:?} is not OWNER/NAME"));
+                }
+                v.clone()
+            }
+            None => "appliance-dev/appliance".to_string(),
+        },
+        api_url: match &up.api_url {
+            Some(u) => {
+                check_url(cx, u, "update.api_url");
+                u.get_ref().trim_end_matches('/').to_string()
+            }
+            None => "https://api.github.com".to_string(),
+        },
+        public_keys: up
+            .public_keys
+            .iter()
+            .flatten()
+            .map(|k| {
+                use base64::Engine;
+                let ok = base64::engine::general_purpose::STANDARD
+                    .decode(k.get_ref().trim())
+                    .is_ok_and(|b| b.len() == 32);
+                if !ok {
+                    cx.span(
+                        k,
+                        "update.public_keys: each key is 32 bytes, base64 (an Ed25519 public key)",
+                    );
+                }
+                k.get_ref().trim().to_string()
+            })
+            .collect(),
     };
 
     let ob = raw.outbox.map(|s| s.into_inner()).unwrap_or_default();
