@@ -295,6 +295,14 @@ pub fn parse_limit(s: Option<&str>) -> Result<usize, HttpError> {
     }
 }
 
+/// Lists ask the store for `limit + 1` rows: keep `limit`, and say where the
+/// next page starts when there was one more.
+fn page<T>(rows: &mut Vec<T>, limit: usize, id: impl Fn(&T) -> i64) -> Option<i64> {
+    let more = rows.len() > limit;
+    rows.truncate(limit);
+    if more { rows.last().map(id) } else { None }
+}
+
 fn parse_before(s: Option<&str>) -> Result<Option<i64>, HttpError> {
     match s {
         None | Some("") => Ok(None),
@@ -346,13 +354,7 @@ async fn list_events(
         limit: limit + 1,
     };
     let mut rows = st.store.list_events(filter).await.map_err(store_err)?;
-    let more = rows.len() > limit;
-    rows.truncate(limit);
-    let next = if more {
-        rows.last().map(|r| r.id)
-    } else {
-        None
-    };
+    let next = page(&mut rows, limit, |r| r.id);
     Ok(Json(json!({
         "events": rows.iter().map(summary_json).collect::<Vec<_>>(),
         "next_before": next,
@@ -490,13 +492,7 @@ async fn list_deliveries(
         })
         .await
         .map_err(store_err)?;
-    let more = rows.len() > limit;
-    rows.truncate(limit);
-    let next = if more {
-        rows.last().map(|r| r.id)
-    } else {
-        None
-    };
+    let next = page(&mut rows, limit, |r| r.id);
     Ok(Json(json!({
         "deliveries": rows.iter().map(delivery_json).collect::<Vec<_>>(),
         "next_before": next,
