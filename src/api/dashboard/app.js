@@ -101,7 +101,7 @@ async function req(method, path) {
 // Show an API error in the banner (ignores errors already handled).
 function fail(e) {
   if (e && e.code === 'stale') return;
-  console.error(e);
+  console.warn(e);
   $('banner-text').textContent = (e && e.message) || String(e);
   $('banner').hidden = false;
 }
@@ -162,6 +162,8 @@ function logout(msg) {
   $('banner').hidden = true;
   stats.perMinute.clear();
   stats.providers = [];
+  for (const id of ['st-pending', 'st-dead', 'st-age']) $(id).textContent = '–';
+  detailId = null;
   showLogin(msg);
 }
 
@@ -195,7 +197,13 @@ function route() {
   if (!token) return;
   const h = location.hash;
   const m = h.match(/^#\/event\/(\d+)$/);
-  if (m) { show('detail'); loadDetail(m[1]).catch(fail); }
+  if (m) {
+    show('detail');
+    loadDetail(m[1]).catch((e) => {
+      fail(e);
+      if (e.code !== 'stale') $('detail-body').replaceChildren(el('p', { class: 'muted' }, 'Could not load this event.'));
+    });
+  }
   else if (h === '#/dead') { show('dead'); loadDead(false).catch(fail); }
   else if (h === '#/snaptrade' && snapOn) { show('snaptrade'); loadSnap().catch(fail); }
   else { show('feed'); queueDraw(); }
@@ -381,10 +389,14 @@ function renderDetail(ev) {
     kv('Source IP', ev.source_ip || '—'), kv('Status', badge(ev.status)),
     kv('Size', num(ev.size) + ' bytes'), kv('Verification', ev.verification || '—')));
 
+  const ds = ev.deliveries || [];
+  frag.append(el('h3', null, `Deliveries (${ds.length})`));
+  if (!ds.length) frag.append(el('p', { class: 'muted' }, 'No route matched this event.'));
+  for (const d of ds) frag.append(renderDelivery(d));
   // Body: pretty JSON when it parses, else raw text; null means binary.
   frag.append(el('h3', null, 'Body'));
   if (ev.body == null) {
-    frag.append(el('p', { class: 'muted' }, `binary, ${num(ev.size)} bytes`));
+    frag.append(el('p', { class: 'muted' }, `binary, ${ev.size} bytes`));
     if (ev.body_base64) frag.append(el('details', null, el('summary', null, 'base64'), el('pre', { class: 'code' }, ev.body_base64)));
   } else {
     let text = ev.body;
@@ -396,10 +408,6 @@ function renderDetail(ev) {
   frag.append(table(['Name', 'Value'], (ev.headers || []).map(([n, v]) =>
     el('tr', null, el('td', { class: 'hname' }, n), el('td', { class: 'hval' }, v)))));
 
-  const ds = ev.deliveries || [];
-  frag.append(el('h3', null, `Deliveries (${ds.length})`));
-  if (!ds.length) frag.append(el('p', { class: 'muted' }, 'No route matched this event.'));
-  for (const d of ds) frag.append(renderDelivery(d));
   return frag;
 }
 
@@ -602,13 +610,13 @@ function drawChart() {
   const now = minuteOf(Date.now());
   const mins = Array.from({ length: 60 }, (_, i) => now - (59 - i) * 60000);
   const totals = mins.map((m) => [...(stats.perMinute.get(m) || new Map()).values()].reduce((a, b) => a + b, 0));
-  const max = Math.max(1, ...totals);
+  const max = Math.max(2, Math.ceil(Math.max(...totals) / 2) * 2); // even, so the middle tick is whole
   const ph = H - B - T, bw = (W - L) / 60;
   const root = svg('svg', { width: W, height: H, viewBox: `0 0 ${W} ${H}`, class: 'chart-svg', 'aria-hidden': 'true' });
   for (const f of [0, 0.5, 1]) { // grid lines and y labels
     const y = T + ph - f * ph;
     root.append(svg('line', { x1: L, x2: W, y1: y, y2: y, class: 'grid-line' }));
-    root.append(svg('text', { x: L - 4, y: y + 3, 'text-anchor': 'end', class: 'axis' }, String(Math.round(max * f * 10) / 10)));
+    root.append(svg('text', { x: L - 4, y: y + 3, 'text-anchor': 'end', class: 'axis' }, String(max * f)));
   }
   mins.forEach((m, i) => {
     let y = T + ph;
