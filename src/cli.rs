@@ -636,19 +636,7 @@ async fn admin_token(cfg: Config, provider: Option<String>) -> anyhow::Result<()
 
 /// `--since`: RFC 3339, or an age such as `2h` (that long ago).
 fn parse_since(s: &str) -> anyhow::Result<i64> {
-    if let Ok(t) = humantime::parse_rfc3339_weak(s) {
-        let ms = t
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_millis() as i64)
-            .unwrap_or(0);
-        return Ok(ms);
-    }
-    match config::parse_duration(s) {
-        Ok(d) => Ok(crate::store::now_ms() - d.as_millis() as i64),
-        Err(_) => {
-            bail!("--since {s:?}: give an RFC 3339 time (2026-01-31T12:00:00Z) or an age (2h)")
-        }
-    }
+    config::parse_since(s, crate::store::now_ms()).map_err(|e| anyhow::anyhow!("--since {e}"))
 }
 
 async fn outbox(cfg: Config, cmd: Outbox) -> anyhow::Result<()> {

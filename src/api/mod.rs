@@ -87,6 +87,14 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
         .route("/readyz", get(readyz))
         .merge(api)
+        // After every route: a wrong method answers in the API's JSON too.
+        .method_not_allowed_fallback(|| async {
+            HttpError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "method not allowed here",
+            )
+        })
         .with_state(state)
 }
 
@@ -275,6 +283,7 @@ async fn readyz(State(st): State<Arc<ApiState>>) -> Response {
 
 #[derive(Deserialize)]
 struct ListQuery {
+    since: Option<String>,
     provider: Option<String>,
     #[serde(rename = "type")]
     event_type: Option<String>,
@@ -350,7 +359,13 @@ async fn list_events(
         status: q.status.filter(|s| !s.is_empty()),
         before: parse_before(q.before.as_deref())?,
         after: None,
-        since_ms: None,
+        since_ms: match q.since.as_deref().filter(|s| !s.is_empty()) {
+            None => None,
+            Some(s) => Some(
+                crate::config::parse_since(s, crate::store::now_ms())
+                    .map_err(|e| HttpError::bad_request(format!("since: {e}")))?,
+            ),
+        },
         limit: limit + 1,
     };
     let mut rows = st.store.list_events(filter).await.map_err(store_err)?;

@@ -16,7 +16,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-pub use units::{parse_duration, parse_size};
+pub use units::{parse_duration, parse_since, parse_size};
 
 /// The env var consulted after `--config`.
 pub const CONFIG_ENV: &str = "APPLIANCE_CONFIG";

@@ -29,6 +29,23 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
     n.checked_mul(mult).ok_or_else(bad)
 }
 
+/// A point in time as users write it: RFC 3339 (`2026-01-31T12:00:00Z`) or an
+/// age (`2h`: that long before `now_ms`). Unix milliseconds.
+pub fn parse_since(s: &str, now_ms: i64) -> Result<i64, String> {
+    if let Ok(t) = humantime::parse_rfc3339_weak(s.trim()) {
+        return Ok(t
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or(0));
+    }
+    match humantime::parse_duration(s.trim()) {
+        Ok(d) => Ok(now_ms.saturating_sub(d.as_millis() as i64)),
+        Err(_) => Err(format!(
+            "{s:?} is neither an RFC 3339 time (2026-01-31T12:00:00Z) nor an age (2h)"
+        )),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -43,6 +60,13 @@ mod tests {
         assert!(parse_size("MiB").is_err());
         assert!(parse_size("10 parsecs").is_err());
         assert!(parse_size("99999999999999999999GiB").is_err());
+    }
+
+    #[test]
+    fn since() {
+        assert_eq!(parse_since("2h", 10_000_000), Ok(10_000_000 - 7_200_000));
+        assert_eq!(parse_since("1970-01-01T00:00:01Z", 0), Ok(1000));
+        assert!(parse_since("yesterday", 0).is_err());
     }
 
     #[test]

@@ -234,3 +234,109 @@ async fn api_lists_newest_first_with_paging_and_filters() {
     let (_, v) = app.api("/api/events?provider=other").await;
     assert_eq!(v["events"].as_array().unwrap().len(), 0);
 }
+
+/// With `[admin].listen`, the webhook listener serves webhooks (and health)
+/// only; the dashboard, /api and /metrics answer on the admin listener.
+#[tokio::test]
+async fn admin_listener_keeps_api_off_the_webhook_listener() {
+    let dir = tempfile::tempdir().unwrap();
+    secret_file(dir.path(), "p", SECRET);
+    let text = format!(
+        "[admin]\nlisten = \"127.0.0.1:1\"\n[storage]\npath = \"{}/a.db\"\n{}",
+        dir.path().display(),
+        provider("").replace("{dir}", &dir.path().display().to_string())
+    );
+    let path = dir.path().join("appliance.toml");
+    std::fs::write(&path, text).unwrap();
+    let cfg = appliance::config::load_file(&path).unwrap();
+    let main = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let admin = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let (m, a) = (main.local_addr().unwrap(), admin.local_addr().unwrap());
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let task = tokio::spawn(appliance::run_with(
+        cfg.clone(),
+        appliance::Listeners {
+            main,
+            admin: Some(admin),
+        },
+        shutdown.clone(),
+    ));
+    let c = client();
+    assert_eq!(
+        c.get(format!("http://{m}/healthz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::OK
+    );
+    let store = appliance::store::Store::open(&cfg.storage.path, cfg.storage.durability).unwrap();
+    let token = store.meta_get("admin_token").await.unwrap().unwrap();
+    for path in ["/api/events", "/", "/metrics"] {
+        let r = c
+            .get(format!("http://{m}{path}"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            r.status(),
+            StatusCode::NOT_FOUND,
+            "{path} on the webhook listener"
+        );
+        let r = c
+            .get(format!("http://{a}{path}"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK, "{path} on the admin listener");
+    }
+    let req = sign(&cfg.providers[0].scheme, SECRET, now());
+    let (s, _) = send(
+        &c,
+        &format!("http://{m}/webhooks/p"),
+        &req.headers,
+        req.body.clone(),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, _) = send(
+        &c,
+        &format!("http://{a}/webhooks/p"),
+        &req.headers,
+        req.body,
+    )
+    .await;
+    assert_eq!(
+        s,
+        StatusCode::NOT_FOUND,
+        "webhooks are not served on the admin listener"
+    );
+    shutdown.cancel();
+    task.await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn api_errors_are_json_and_since_filters() {
+    let app = app("", "").await;
+    let (s, _) = app.post("/webhooks/p", &signed(&app)).await;
+    assert_eq!(s, StatusCode::OK);
+    let r = app
+        .client
+        .post(app.url("/api/events"))
+        .bearer_auth(&app.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::METHOD_NOT_ALLOWED);
+    let v: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(v["code"], "method_not_allowed");
+    let (_, v) = app.api("/api/events?since=1h").await;
+    assert_eq!(v["events"].as_array().unwrap().len(), 1);
+    let (_, v) = app.api("/api/events?since=2999-01-01T00:00:00Z").await;
+    assert_eq!(v["events"].as_array().unwrap().len(), 0);
+    let (s, v) = app.api("/api/events?since=whenever").await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert_eq!(v["code"], "bad_request");
+}
