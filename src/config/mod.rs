@@ -310,6 +310,36 @@ pub fn embedded_default() -> Config {
     cfg
 }
 
+impl Config {
+    /// Every env var this config reads a secret from (hidden from commands).
+    pub fn secret_env_vars(&self) -> Vec<String> {
+        fn add(out: &mut Vec<String>, s: &SecretSource) {
+            match s {
+                SecretSource::Env(v) => out.push(v.clone()),
+                SecretSource::Envs(vs) => out.extend(vs.iter().cloned()),
+                _ => {}
+            }
+        }
+        let mut out = Vec::new();
+        add(&mut out, &self.admin.token);
+        for p in &self.providers {
+            add(&mut out, &p.secret);
+            for r in &p.routes {
+                if let Target::Url {
+                    secret_env: Some(v),
+                    ..
+                } = &r.target
+                {
+                    out.push(v.clone());
+                }
+            }
+        }
+        out.sort();
+        out.dedup();
+        out
+    }
+}
+
 /// Warnings that do not stop `check-config` but do stop `serve`: secrets whose
 /// env var is unset or whose file cannot be read.
 pub fn missing_secrets(cfg: &Config) -> Vec<String> {

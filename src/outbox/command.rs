@@ -63,6 +63,8 @@ const STDERR_LABEL: &str = "\nstderr:\n";
 pub struct CommandTarget {
     argv: Vec<String>,
     timeout: Duration,
+    /// Env vars the command must not inherit (the appliance's own secrets).
+    hidden_env: Vec<String>,
 }
 
 /// What the run produced, before timing is added.
@@ -93,7 +95,18 @@ enum Ended {
 
 impl CommandTarget {
     pub fn new(argv: Vec<String>, timeout: Duration) -> CommandTarget {
-        CommandTarget { argv, timeout }
+        CommandTarget {
+            argv,
+            timeout,
+            hidden_env: Vec::new(),
+        }
+    }
+
+    /// The command inherits the environment minus these variables: the
+    /// ones that hold the appliance's own secrets.
+    pub fn hiding_env(mut self, vars: Vec<String>) -> CommandTarget {
+        self.hidden_env = vars;
+        self
     }
 
     /// One attempt: run the command for `job` (see the module doc).
@@ -121,6 +134,9 @@ impl CommandTarget {
         let mut sigchld = signal(SignalKind::child()).ok();
 
         let mut command = Command::new(program);
+        for var in &self.hidden_env {
+            command.env_remove(var);
+        }
         command
             .args(args)
             .env("APPLIANCE_PROVIDER", env_value(&job.provider))

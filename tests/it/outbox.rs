@@ -444,3 +444,46 @@ async fn sigkill_mid_delivery_loses_nothing() {
     })
     .await;
 }
+
+/// A command inherits the environment, but never the appliance's secrets.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commands_do_not_see_the_appliances_secrets() {
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("env.sh");
+    std::fs::write(
+        &script,
+        format!("#!/bin/sh\nenv > {}/env.out\n", dir.path().display()),
+    )
+    .unwrap();
+    std::process::Command::new("chmod")
+        .arg("+x")
+        .arg(&script)
+        .status()
+        .unwrap();
+    let text = format!(
+        "[storage]\npath = \"{{dir}}/e.db\"\n[outbox]\njitter = 0.0\n[providers.p]\nkind = \"standard-webhooks\"\nsecret_env = \"PROVIDER_SECRET\"\n[[providers.p.routes]]\ncommand = [\"{}\"]\n",
+        script.display()
+    );
+    let bin = BinApp::spawn(
+        dir.path(),
+        &text,
+        &[("PROVIDER_SECRET", SECRET), ("HARMLESS_VAR", "kept")],
+    );
+    let cfg = appliance::config::load_file(&bin.config_path).unwrap();
+    let req = sign(&cfg.providers[0].scheme, SECRET, now());
+    let (s, _) = send(&client(), &bin.url("/webhooks/p"), &req.headers, req.body).await;
+    assert_eq!(s, StatusCode::OK);
+    let out = dir.path().join("env.out");
+    let env = eventually("the command to run", WAIT, || async {
+        std::fs::read_to_string(&out)
+            .ok()
+            .filter(|s| s.contains("APPLIANCE_ROUTE"))
+    })
+    .await;
+    assert!(env.contains("HARMLESS_VAR=kept"), "{env}");
+    assert!(
+        !env.contains("PROVIDER_SECRET"),
+        "a secret leaked into the command's environment"
+    );
+    assert!(!env.contains(SECRET));
+}
