@@ -355,6 +355,7 @@ fn build_routes(
     client: &reqwest::Client,
 ) -> Vec<RouteRt> {
     let cfg = &rt.config;
+    let hidden = cfg.secret_env_vars();
     let mut routes = Vec::new();
     for p in &cfg.providers {
         if let (Some(s), Some(creds)) = (&p.sync, rt.sync_creds.get(&p.name)) {
@@ -392,9 +393,9 @@ fn build_routes(
                     forward_headers.clone(),
                     timeout,
                 ))),
-                Target::Command(argv) => {
-                    Deliverer::Command(Arc::new(command::CommandTarget::new(argv.clone(), timeout)))
-                }
+                Target::Command(argv) => Deliverer::Command(Arc::new(
+                    command::CommandTarget::new(argv.clone(), timeout).hiding_env(hidden.clone()),
+                )),
             };
             routes.push(RouteRt {
                 name: r.name.clone(),
