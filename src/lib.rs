@@ -133,7 +133,6 @@ pub async fn run_with(
         reloader: reloader.clone(),
         metrics_require_token: config.metrics.require_token,
         hub: shared.hub.clone(),
-        trusted_proxies: config.server.trusted_proxies.clone(),
         failed_tokens: api::failed_token_limiter(),
         outbox_wake: shared.outbox_wake.clone(),
         outbox_tick_ms: outbox_tick.clone(),
@@ -186,7 +185,7 @@ pub async fn run_with(
             },
         )
     };
-    let api_router = api::router(api_state);
+    let api_router = api::router(api_state.clone());
     let limits = server::Limits {
         max_header_bytes: config.server.max_header_bytes,
         read_timeout: config.server.read_timeout,
@@ -223,10 +222,7 @@ pub async fn run_with(
         Some(admin) => {
             let admin_addr = admin.local_addr()?;
             tracing::info!(%main_addr, %admin_addr, "listening (webhooks on the first, admin on the second)");
-            let health = axum::Router::new().route(
-                "/healthz",
-                axum::routing::get(|| async { axum::Json(serde_json::json!({"status":"ok"})) }),
-            );
+            let health = api::health_router(api_state.clone());
             tasks.spawn(server::serve(
                 listeners.main,
                 health.merge(ingest_router),

@@ -35,8 +35,6 @@ pub struct ApiState {
     pub outbox_wake: Arc<tokio::sync::Notify>,
     /// The live feed the stream follows.
     pub hub: crate::live::Hub,
-    /// Whose forwarding headers are believed (for the failed-token limit).
-    pub trusted_proxies: Vec<ipnet::IpNet>,
     /// Failed admin-token attempts, per client address.
     pub failed_tokens: governor::DefaultKeyedRateLimiter<std::net::IpAddr>,
     /// Unix ms of the outbox loop's last tick (0 = no outbox loop yet).
@@ -50,6 +48,14 @@ pub fn failed_token_limiter() -> governor::DefaultKeyedRateLimiter<std::net::IpA
     governor::RateLimiter::keyed(governor::Quota::per_minute(
         std::num::NonZeroU32::new(10).expect("nonzero"),
     ))
+}
+
+/// `/healthz` and `/readyz`, served on every listener.
+pub fn health_router(state: Arc<ApiState>) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
+        .route("/readyz", get(readyz))
+        .with_state(state)
 }
 
 pub fn router(state: Arc<ApiState>) -> Router {
@@ -79,13 +85,12 @@ pub fn router(state: Arc<ApiState>) -> Router {
     } else {
         Router::new().route("/metrics", get(metrics_text))
     };
+    let health = health_router(state.clone());
     Router::new()
         .merge(metrics)
         .route("/", get(dashboard_index))
         .route("/assets/app.js", get(dashboard_js))
         .route("/assets/style.css", get(dashboard_css))
-        .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
-        .route("/readyz", get(readyz))
         .merge(api)
         // After every route: a wrong method answers in the API's JSON too.
         .method_not_allowed_fallback(|| async {
@@ -96,6 +101,7 @@ pub fn router(state: Arc<ApiState>) -> Router {
             )
         })
         .with_state(state)
+        .merge(health)
 }
 
 /// RFC 3339 UTC with milliseconds.
@@ -132,7 +138,13 @@ async fn require_token(
         .as_deref()
         .is_some_and(|t| bool::from(t.as_bytes().ct_eq(st.admin_token.as_bytes())));
     if !ok {
-        let ip = crate::ingest::client_ip(peer.ip(), req.headers(), &st.trusted_proxies);
+        let server = &st.current.load().config.server;
+        let ip = crate::ingest::client_ip(
+            peer.ip(),
+            req.headers(),
+            &server.trusted_proxies,
+            &server.client_ip_header,
+        );
         if given.is_some() && st.failed_tokens.check_key(&ip).is_err() {
             return HttpError::new(
                 StatusCode::TOO_MANY_REQUESTS,

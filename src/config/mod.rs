@@ -59,6 +59,8 @@ pub struct Server {
     pub listen: SocketAddr,
     pub max_body: u64,
     pub trusted_proxies: Vec<IpNet>,
+    /// The header a trusted proxy puts the client's address in.
+    pub client_ip_header: String,
     pub read_timeout: Duration,
     pub shutdown_grace: Duration,
     /// Largest accepted request header block; above it the answer is 431.

@@ -31,6 +31,7 @@ struct RawServer {
     listen: Option<S<String>>,
     max_body: Option<S<RawSize>>,
     trusted_proxies: Option<Vec<S<String>>>,
+    client_ip_header: Option<S<String>>,
     read_timeout: Option<S<String>>,
     shutdown_grace: Option<S<String>>,
     max_header_size: Option<S<RawSize>>,
@@ -318,6 +319,21 @@ fn validate(cx: &mut Ctx<'_>, raw: RawConfig, path: &Path) -> Config {
             .as_deref()
             .map(|l| cx.cidrs(l, "server.trusted_proxies"))
             .unwrap_or_default(),
+        client_ip_header: match &rs.client_ip_header {
+            None => "x-forwarded-for".to_string(),
+            Some(h) => {
+                if http::HeaderName::from_bytes(h.get_ref().as_bytes()).is_err() {
+                    cx.span(
+                        h,
+                        format!(
+                            "server.client_ip_header: {:?} is not a header name",
+                            h.get_ref()
+                        ),
+                    );
+                }
+                h.get_ref().to_ascii_lowercase()
+            }
+        },
         read_timeout: cx.duration(
             &rs.read_timeout,
             "server.read_timeout",

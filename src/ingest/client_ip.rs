@@ -1,24 +1,28 @@
 //! Which address a request comes from. The peer's own address unless the
-//! peer is a trusted proxy; then `CF-Connecting-IP`, else `X-Forwarded-For`
-//! read from the right, skipping trusted proxies (the leftmost entries can be
-//! written by anyone, so they are never believed on their own).
+//! peer is a trusted proxy; then the one header the config names
+//! (`[server].client_ip_header`): `X-Forwarded-For` (the default) is read from
+//! the right, skipping trusted proxies (the leftmost entries can be written by
+//! anyone, so they are never believed on their own); any other header (such
+//! as Cloudflare's `CF-Connecting-IP`) holds one address set by the proxy.
+//! Only the named header is believed: a header the proxy passes through
+//! unchanged would otherwise let a sender choose its own address.
 
 use http::HeaderMap;
 use ipnet::IpNet;
 use std::net::IpAddr;
 
-pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr {
+pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet], header: &str) -> IpAddr {
     let peer = canonical(peer);
     let is_trusted = |ip: &IpAddr| trusted.iter().any(|n| n.contains(ip));
     if !is_trusted(&peer) {
         return peer;
     }
-    if let Some(ip) = headers
-        .get("cf-connecting-ip")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|s| s.trim().parse::<IpAddr>().ok())
-    {
-        return canonical(ip);
+    if !header.eq_ignore_ascii_case("x-forwarded-for") {
+        return headers
+            .get(header)
+            .and_then(|v| v.to_str().ok())
+            .and_then(parse_forwarded)
+            .unwrap_or(peer);
     }
     let mut client = peer;
     for value in headers.get_all("x-forwarded-for").iter().rev() {
@@ -79,6 +83,7 @@ mod tests {
                 ("cf-connecting-ip", "4.4.4.4"),
             ]),
             &trusted,
+            "x-forwarded-for",
         );
         assert_eq!(ip, "10.0.0.5".parse::<IpAddr>().unwrap());
     }
@@ -93,6 +98,7 @@ mod tests {
             "127.0.0.1".parse().unwrap(),
             &h(&[("x-forwarded-for", "6.6.6.6, 5.5.5.5, 10.1.1.1")]),
             &trusted,
+            "x-forwarded-for",
         );
         assert_eq!(ip, "5.5.5.5".parse::<IpAddr>().unwrap());
     }
@@ -104,8 +110,17 @@ mod tests {
             "127.0.0.1".parse().unwrap(),
             &h(&[("cf-connecting-ip", "4.4.4.4")]),
             &trusted,
+            "CF-Connecting-IP",
         );
         assert_eq!(ip, "4.4.4.4".parse::<IpAddr>().unwrap());
+        // With X-Forwarded-For configured, CF-Connecting-IP is not believed.
+        let ip = client_ip(
+            "127.0.0.1".parse().unwrap(),
+            &h(&[("cf-connecting-ip", "4.4.4.4")]),
+            &trusted,
+            "x-forwarded-for",
+        );
+        assert_eq!(ip, "127.0.0.1".parse::<IpAddr>().unwrap());
     }
 
     #[test]
@@ -115,13 +130,19 @@ mod tests {
             "127.0.0.1".parse().unwrap(),
             &h(&[("x-forwarded-for", "1.1.1.1, nonsense")]),
             &trusted,
+            "x-forwarded-for",
         );
         assert_eq!(ip, "127.0.0.1".parse::<IpAddr>().unwrap());
     }
 
     #[test]
     fn mapped_v6_peer() {
-        let ip = client_ip("::ffff:9.9.9.9".parse().unwrap(), &HeaderMap::new(), &[]);
+        let ip = client_ip(
+            "::ffff:9.9.9.9".parse().unwrap(),
+            &HeaderMap::new(),
+            &[],
+            "x-forwarded-for",
+        );
         assert_eq!(ip, "9.9.9.9".parse::<IpAddr>().unwrap());
     }
 }

@@ -66,6 +66,7 @@ pub struct Ingest {
     endpoints: HashMap<String, Arc<Endpoint>>,
     store: Store,
     trusted_proxies: Vec<IpNet>,
+    client_ip_header: String,
     read_timeout: Duration,
     /// Woken after every commit that created deliveries.
     outbox_wake: Arc<Notify>,
@@ -88,6 +89,7 @@ impl Ingest {
                 .collect(),
             store,
             trusted_proxies: cfg.server.trusted_proxies.clone(),
+            client_ip_header: cfg.server.client_ip_header.clone(),
             read_timeout: cfg.server.read_timeout,
             outbox_wake,
             hub,
@@ -167,7 +169,12 @@ impl Ingest {
             return Err(too_large());
         }
 
-        let ip = client_ip(peer.ip(), req.headers(), &self.trusted_proxies);
+        let ip = client_ip(
+            peer.ip(),
+            req.headers(),
+            &self.trusted_proxies,
+            &self.client_ip_header,
+        );
         if let Some(allow) = &p.allow_ips
             && !allow.iter().any(|n| n.contains(&ip))
         {

@@ -89,12 +89,28 @@ async fn allow_ips_direct_and_through_proxies() {
         .push(("x-forwarded-for".into(), "10.9.9.9, 192.0.2.7".into()));
     let (s, _) = trusted.post("/webhooks/p", &req).await;
     assert_eq!(s, StatusCode::FORBIDDEN);
-    // CF-Connecting-IP from a trusted peer.
+    // CF-Connecting-IP is not believed unless it is the configured header...
     let mut req = signed(&trusted);
     req.headers
         .push(("cf-connecting-ip".into(), "10.9.9.9".into()));
-    let (s, v) = trusted.post("/webhooks/p", &req).await;
+    let (s, _) = trusted.post("/webhooks/p", &req).await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    // ...and then from a trusted peer it is (and X-Forwarded-For is not).
+    let cf = app(
+        "[server]\ntrusted_proxies = [\"127.0.0.1/32\"]\nclient_ip_header = \"CF-Connecting-IP\"",
+        "allow_ips = [\"10.9.9.9/32\"]",
+    )
+    .await;
+    let mut req = signed(&cf);
+    req.headers
+        .push(("cf-connecting-ip".into(), "10.9.9.9".into()));
+    let (s, v) = cf.post("/webhooks/p", &req).await;
     assert_eq!(s, StatusCode::OK, "{v}");
+    let mut req = signed(&cf);
+    req.headers
+        .push(("x-forwarded-for".into(), "10.9.9.9".into()));
+    let (s, _) = cf.post("/webhooks/p", &req).await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
 
     // Through an untrusted proxy: the header is ignored.
     let untrusted = app(
