@@ -60,6 +60,12 @@ pub enum Command {
     },
     /// Print the man page (roff)
     Man,
+    /// Replace this binary with the newest signed release (tarball installs; a .deb is upgraded by apt)
+    SelfUpdate {
+        /// Only report whether a newer release exists
+        #[arg(long)]
+        check: bool,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -270,6 +276,11 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout())?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::SelfUpdate { check } => {
+            let cfg = load(&cli.global)?;
+            println!("{}", crate::update::self_update(&cfg.update, check)?);
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Admin(Admin::Token { provider }) => {
             let cfg = load(&cli.global)?;
             runtime()?.block_on(admin_token(cfg, provider))?;
@@ -438,9 +449,14 @@ async fn send_test(cfg: Config, args: SendTest) -> anyhow::Result<ExitCode> {
     };
     let now = crate::store::now_ms() / 1000;
     let nonce = format!("{:016x}", rand::random::<u64>());
+    let base = args.url.clone().unwrap_or_else(|| base_url(&cfg));
+    let url = format!("{}{}", base.trim_end_matches('/'), p.path);
+    // Schemes that sign the URL sign the one the server will reconstruct.
+    let signed_url = p.public_url.clone().unwrap_or_else(|| url.clone());
     let req = p
         .scheme
-        .sign(
+        .sign_at(
+            Some(&signed_url),
             &secret,
             args.event.as_deref(),
             payload.as_deref(),
@@ -448,8 +464,6 @@ async fn send_test(cfg: Config, args: SendTest) -> anyhow::Result<ExitCode> {
             &nonce,
         )
         .map_err(|e| anyhow::anyhow!("cannot build a {} request: {e}", p.kind))?;
-    let base = args.url.unwrap_or_else(|| base_url(&cfg));
-    let url = format!("{}{}", base.trim_end_matches('/'), p.path);
     let client = reqwest::Client::builder()
         .timeout(std::time::Duration::from_secs(30))
         .build()?;

@@ -33,6 +33,7 @@ pub mod snaptrade;
 pub mod store;
 pub mod tail;
 pub mod telemetry;
+pub mod update;
 pub mod verify;
 
 use anyhow::Context;

@@ -71,7 +71,14 @@ pub async fn build(config: Config, shared: &Shared, generation: u64) -> anyhow::
                 },
             );
         }
-        endpoints.push(ingest::Endpoint::new(p.clone(), r.secrets));
+        let mut endpoint = ingest::Endpoint::new(p.clone(), r.secrets);
+        if let Some(f) = &p.signing_cert_file {
+            let pem = std::fs::read(f).with_context(|| {
+                format!("provider {}: signing_cert_file {}", p.name, f.display())
+            })?;
+            endpoint = endpoint.with_sns_cert(pem);
+        }
+        endpoints.push(endpoint);
     }
     let mut route_secrets = HashMap::new();
     for p in &config.providers {

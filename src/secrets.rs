@@ -64,6 +64,7 @@ pub async fn resolve(
         })
     };
     match source {
+        SecretSource::NotNeeded => plain(Vec::new()),
         SecretSource::Env(v) => plain(vec![env(v)?]),
         SecretSource::Envs(vs) => plain(vs.iter().map(|v| env(v)).collect::<Result<_, _>>()?),
         SecretSource::File(p) => {

@@ -91,6 +91,8 @@ pub enum SecretSource {
     Envs(Vec<String>),
     /// Generated on first start and kept in the database under this key.
     Generated(String),
+    /// The scheme needs no secret (Amazon SNS: RSA with AWS's certificate).
+    NotNeeded,
 }
 
 impl fmt::Display for SecretSource {
@@ -103,6 +105,7 @@ impl fmt::Display for SecretSource {
                 write!(f, "env {} (rotation: any matches)", names.join(", "))
             }
             SecretSource::Generated(_) => f.write_str("generated, kept in the database"),
+            SecretSource::NotNeeded => f.write_str("none (verified with the sender's certificate)"),
         }
     }
 }
@@ -168,6 +171,12 @@ pub struct Provider {
     pub max_body: u64,
     pub routes: Vec<Route>,
     pub sync: Option<SnaptradeSync>,
+    /// The public URL senders post to (Twilio and Square sign it).
+    pub public_url: Option<String>,
+    /// Amazon SNS: a pinned signing certificate (PEM); nothing is fetched.
+    pub signing_cert_file: Option<PathBuf>,
+    /// Discord: the JSON answered to stored interactions.
+    pub deferred_response: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -367,7 +376,7 @@ pub fn missing_secrets(cfg: &Config) -> Vec<String> {
                 ));
             }
         }
-        SecretSource::Generated(_) => {}
+        SecretSource::Generated(_) | SecretSource::NotNeeded => {}
     };
     check("[admin] token_env", &cfg.admin.token);
     for p in &cfg.providers {

@@ -115,6 +115,15 @@ struct RawProvider {
     type_from: Option<S<String>>,
     // snaptrade
     sync: Option<S<RawSync>>,
+    // twilio, square
+    public_url: Option<S<String>>,
+    // sns
+    topic_arns: Option<S<Vec<S<String>>>>,
+    allow_cert_hosts: Option<Vec<S<String>>>,
+    auto_confirm: Option<bool>,
+    signing_cert_file: Option<S<String>>,
+    // discord
+    deferred_response: Option<S<String>>,
 }
 
 #[derive(Deserialize)]
@@ -652,6 +661,8 @@ fn provider(
             .map(|v| cx.env_name(v, &key("secrets_env")))
             .collect();
         SecretSource::Envs(names)
+    } else if kind == "sns" {
+        SecretSource::NotNeeded
     } else if cx.file == "<embedded>" {
         SecretSource::Generated(generated_secret_key(name))
     } else {
@@ -675,8 +686,132 @@ fn provider(
             legacy_secret: None,
         },
         "hmac" => Scheme::Hmac(hmac_scheme(cx, name, header_at, &p, tolerance)?),
-        _ => return None,
+        "sns" => Scheme::Sns(verify::SnsScheme {
+            topic_arns: p.topic_arns.as_ref().map(|l| {
+                if l.get_ref().is_empty() {
+                    cx.span(
+                        l,
+                        format!(
+                            "{}: list at least one topic ARN, or leave the key out",
+                            key("topic_arns")
+                        ),
+                    );
+                }
+                l.get_ref().iter().map(|t| t.get_ref().clone()).collect()
+            }),
+            extra_cert_hosts: p
+                .allow_cert_hosts
+                .iter()
+                .flatten()
+                .map(|h| {
+                    let v = h.get_ref();
+                    if v.is_empty() || v.contains(['/', ' ', '@']) {
+                        cx.span(
+                            h,
+                            format!(
+                                "{}: {v:?} is not a host or host:port",
+                                key("allow_cert_hosts")
+                            ),
+                        );
+                    }
+                    v.to_ascii_lowercase()
+                })
+                .collect(),
+            type_from: type_source(cx, &p.type_from, &key("type_from")),
+            auto_confirm: p.auto_confirm.unwrap_or(false),
+        }),
+        "twilio" => Scheme::Twilio(verify::TwilioScheme {
+            public_url: p.public_url.as_ref().map(|u| u.get_ref().clone()),
+            type_from: type_source(cx, &p.type_from, &key("type_from")),
+        }),
+        "discord" => Scheme::Discord {
+            tolerance: p.tolerance.as_ref().map(|_| tolerance),
+        },
+        other => match Scheme::preset(other) {
+            Some(Scheme::Preset(mut ps)) => {
+                if p.tolerance.is_some() {
+                    ps.tolerance = Some(tolerance);
+                }
+                Scheme::Preset(ps)
+            }
+            _ => return None,
+        },
     };
+    let type_from_ok = matches!(kind.as_str(), "hmac" | "sns" | "twilio");
+    if let Some(t) = &p.type_from
+        && !type_from_ok
+    {
+        cx.span(
+            t,
+            format!("{}: only for kinds hmac, sns and twilio", key("type_from")),
+        );
+    }
+    let only = |cx: &mut Ctx<'_>, at: Option<usize>, k: &str, kinds: &[&str]| {
+        if let Some(at) = at
+            && !kinds.contains(&kind.as_str())
+        {
+            cx.at(
+                at,
+                format!("{}: only for kind = {}", key(k), kinds.join(" or ")),
+            );
+        }
+    };
+    only(
+        cx,
+        p.public_url.as_ref().map(|s| s.span().start),
+        "public_url",
+        &["twilio", "square"],
+    );
+    only(
+        cx,
+        p.topic_arns.as_ref().map(|s| s.span().start),
+        "topic_arns",
+        &["sns"],
+    );
+    only(
+        cx,
+        p.signing_cert_file.as_ref().map(|s| s.span().start),
+        "signing_cert_file",
+        &["sns"],
+    );
+    only(
+        cx,
+        p.deferred_response.as_ref().map(|s| s.span().start),
+        "deferred_response",
+        &["discord"],
+    );
+    if p.allow_cert_hosts.is_some() && kind != "sns" {
+        cx.at(
+            header_at,
+            format!("{}: only for kind = sns", key("allow_cert_hosts")),
+        );
+    }
+    if p.auto_confirm.is_some() && kind != "sns" {
+        cx.at(
+            header_at,
+            format!("{}: only for kind = sns", key("auto_confirm")),
+        );
+    }
+    if let Some(u) = &p.public_url {
+        check_url(cx, u, &key("public_url"));
+    }
+    if kind == "sns"
+        && (p.secret_env.is_some() || p.secret_file.is_some() || p.secrets_env.is_some())
+    {
+        cx.at(header_at, format!("providers.{name}: kind \"sns\" takes no secret (messages are verified with AWS's signing certificate)"));
+    }
+    let deferred_response = p.deferred_response.as_ref().map(|d| {
+        if serde_json::from_str::<serde_json::Value>(d.get_ref()).is_err() {
+            cx.span(
+                d,
+                format!(
+                    "{}: must be JSON, e.g. '{{\"type\":5}}'",
+                    key("deferred_response")
+                ),
+            );
+        }
+        d.get_ref().clone()
+    });
     if kind != "hmac" {
         for (k, present) in [
             ("header", p.header.as_ref().map(|s| s.span().start)),
@@ -692,7 +827,6 @@ fn provider(
                 p.signed_content.as_ref().map(|s| s.span().start),
             ),
             ("id_from", p.id_from.as_ref().map(|s| s.span().start)),
-            ("type_from", p.type_from.as_ref().map(|s| s.span().start)),
         ] {
             if let Some(at) = present {
                 cx.at(at, format!("{}: only for kind = \"hmac\"", key(k)));
@@ -792,7 +926,24 @@ fn provider(
         max_body,
         routes,
         sync,
+        public_url: p.public_url.as_ref().map(|u| u.get_ref().clone()),
+        signing_cert_file: p
+            .signing_cert_file
+            .as_ref()
+            .map(|f| resolve(base_dir, f.get_ref())),
+        deferred_response,
     })
+}
+
+fn type_source(cx: &mut Ctx<'_>, s: &Option<S<String>>, key: &str) -> Option<verify::Source> {
+    let s = s.as_ref()?;
+    match verify::Source::parse(s.get_ref()) {
+        Ok(v) => Some(v),
+        Err(e) => {
+            cx.span(s, format!("{key}: {e}"));
+            None
+        }
+    }
 }
 
 fn is_reserved(p: &str) -> bool {

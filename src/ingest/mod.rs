@@ -6,6 +6,7 @@
 //! id/type 400 -> store. The 200 goes out only after the commit; a failed
 //! commit is 503 so the provider retries.
 
+mod certs;
 mod client_ip;
 
 pub use client_ip::client_ip;
@@ -42,9 +43,17 @@ pub struct Endpoint {
     pub provider: Provider,
     secrets: Vec<Secret>,
     limiter: Option<DefaultKeyedRateLimiter<IpAddr>>,
+    /// Amazon SNS: the pinned signing certificate (`signing_cert_file`).
+    sns_cert: Option<Arc<Vec<u8>>>,
 }
 
 impl Endpoint {
+    /// With the pinned SNS certificate, if the provider names one.
+    pub fn with_sns_cert(mut self, pem: Vec<u8>) -> Endpoint {
+        self.sns_cert = Some(Arc::new(pem));
+        self
+    }
+
     pub fn new(provider: Provider, secrets: Vec<Secret>) -> Endpoint {
         let limiter = provider.rate_limit.and_then(|r| {
             let per = NonZeroU32::new(r.per_second)?;
@@ -57,6 +66,7 @@ impl Endpoint {
             provider,
             secrets,
             limiter,
+            sns_cert: None,
         }
     }
 }
@@ -72,6 +82,8 @@ pub struct Ingest {
     outbox_wake: Arc<Notify>,
     /// Every stored event is published here after its commit.
     hub: crate::live::Hub,
+    /// Amazon SNS signing certificates fetched so far, by URL (bounded).
+    certs: certs::CertCache,
 }
 
 impl Ingest {
@@ -93,6 +105,7 @@ impl Ingest {
             read_timeout: cfg.server.read_timeout,
             outbox_wake,
             hub,
+            certs: certs::CertCache::default(),
         }
     }
 
@@ -213,21 +226,24 @@ impl Ingest {
         };
 
         let now_ms = crate::store::now_ms();
-        let verified = p
-            .scheme
-            .verify(&Input {
-                headers: &parts.headers,
-                body: &body,
-                secrets: &ep.secrets,
-                now: now_ms.div_euclid(1000),
-            })
-            .map_err(|r| match r {
-                Rejection::Unauthorized(reason) => {
-                    let code = Rejection::Unauthorized(reason.clone()).code();
-                    HttpError::new(StatusCode::UNAUTHORIZED, code, reason)
-                }
-                Rejection::BadRequest(reason) => HttpError::bad_request(reason),
-            })?;
+        let rejection = |r: Rejection| {
+            let status = StatusCode::from_u16(r.status()).unwrap_or(StatusCode::UNAUTHORIZED);
+            HttpError::new(status, r.code(), r.to_string())
+        };
+        // Schemes that sign the public URL, and SNS's certificate.
+        let url = matches!(p.kind.as_str(), "twilio" | "square")
+            .then(|| self.public_url(p, &parts, peer.ip()));
+        let cert = match &p.scheme {
+            crate::verify::Scheme::Sns(s) => Some(match &ep.sns_cert {
+                Some(pinned) => pinned.clone(),
+                None => self.certs.get(&body, &s.extra_cert_hosts).await?,
+            }),
+            _ => None,
+        };
+        let mut input = Input::new(&parts.headers, &body, &ep.secrets, now_ms.div_euclid(1000));
+        input.url = url.as_deref();
+        input.sns_cert = cert.as_ref().map(|c| c.as_slice());
+        let verified = p.scheme.verify(&input).map_err(rejection)?;
         if let Some(answer) = verified.handshake {
             tracing::info!(provider = p.name, "handshake answered");
             return Ok((
@@ -262,7 +278,31 @@ impl Ingest {
             status: String::new(),
             size: ev.body.len() as i64,
         };
-        match self.store.insert_event(ev).await {
+        let discord_answer = (p.kind == "discord").then(|| {
+            p.deferred_response
+                .clone()
+                .unwrap_or_else(|| crate::verify::discord::DEFAULT_DEFERRED.to_string())
+        });
+        let confirm = match &p.scheme {
+            crate::verify::Scheme::Sns(s) => crate::verify::sns::parse(&body)
+                .ok()
+                .and_then(|m| s.confirm_url(&m).ok().flatten().map(str::to_string)),
+            _ => None,
+        };
+        let result = self.store.insert_event(ev).await;
+        if let (Ok(Inserted::Accepted { id, .. }), Some(url)) = (&result, confirm) {
+            self.certs
+                .confirm_subscription(self.store.clone(), *id, url);
+        }
+        if let (Ok(_), Some(answer)) = (&result, discord_answer) {
+            return Ok((
+                StatusCode::OK,
+                [(header::CONTENT_TYPE, "application/json")],
+                answer,
+            )
+                .into_response());
+        }
+        match result {
             Ok(Inserted::Accepted { id, deliveries }) => {
                 if deliveries > 0 {
                     self.outbox_wake.notify_one();
@@ -287,6 +327,36 @@ impl Ingest {
                 Err(HttpError::unavailable("event could not be stored; retry later").retry_after(5))
             }
         }
+    }
+}
+
+impl Ingest {
+    /// The URL the sender signed: `public_url` with the request's own query
+    /// string, else built from `Host` (and `X-Forwarded-Proto` when the peer
+    /// is a trusted proxy).
+    fn public_url(&self, p: &Provider, parts: &http::request::Parts, peer: IpAddr) -> String {
+        if let Some(base) = &p.public_url {
+            return crate::verify::twilio::signed_url(base, parts.uri.query());
+        }
+        let trusted = self.trusted_proxies.iter().any(|n| n.contains(&peer));
+        let proto = parts
+            .headers
+            .get("x-forwarded-proto")
+            .and_then(|v| v.to_str().ok())
+            .filter(|_| trusted)
+            .map(|v| v.split(',').next().unwrap_or("http").trim().to_string())
+            .unwrap_or_else(|| "http".to_string());
+        let host = parts
+            .headers
+            .get(header::HOST)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("localhost");
+        let pq = parts
+            .uri
+            .path_and_query()
+            .map(|x| x.as_str())
+            .unwrap_or("/");
+        format!("{proto}://{host}{pq}")
     }
 }
 

@@ -338,6 +338,19 @@ impl Store {
         self.read(maintenance::integrity).await
     }
 
+    /// Add a note to an event's verification outcome (e.g. SNS auto-confirm).
+    pub async fn append_verification(&self, event: i64, note: &str) -> Result<(), StoreError> {
+        let note = note.to_string();
+        self.write(move |conn| {
+            conn.execute(
+                "UPDATE events SET verification = verification || '; ' || ?2 WHERE id = ?1",
+                rusqlite::params![event, note],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
     /// Number of stored events (tests and `db check`).
     pub async fn count_events(&self) -> Result<i64, StoreError> {
         self.read(|conn| Ok(conn.query_row("SELECT count(*) FROM events", [], |r| r.get(0))?))

@@ -143,7 +143,11 @@ impl Source {
 
     /// The value for one request; `doc` is the parsed body when any source
     /// reads JSON.
-    fn extract(&self, headers: &HeaderMap, doc: Option<&Value>) -> Result<String, Rejection> {
+    pub(crate) fn extract(
+        &self,
+        headers: &HeaderMap,
+        doc: Option<&Value>,
+    ) -> Result<String, Rejection> {
         match self {
             Source::Header(name) => util::required_header(headers, name),
             Source::Fixed(v) => Ok(v.clone()),
@@ -456,7 +460,7 @@ fn unknown_placeholder(template: &str) -> Option<String> {
 }
 
 /// Sets `doc[ptr] = value`, creating (or replacing with) objects on the way.
-fn set_pointer(doc: &mut Value, ptr: &str, value: Value) {
+pub(crate) fn set_pointer(doc: &mut Value, ptr: &str, value: Value) {
     let Some(path) = ptr.strip_prefix('/') else {
         return;
     };

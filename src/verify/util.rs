@@ -29,6 +29,19 @@ pub(crate) const INVALID_TIMESTAMP: &str = "invalid timestamp";
 pub(crate) const NO_SECRET: &str = "no secret configured";
 pub(crate) const WEBHOOK_SECRET_MISMATCH: &str = "webhook secret mismatch";
 pub(crate) const NOT_JSON: &str = "body is not valid JSON";
+pub(crate) const URL_UNKNOWN: &str = "request url unknown";
+pub(crate) const NO_CERTIFICATE: &str = "no signing certificate";
+pub(crate) const INVALID_CERTIFICATE: &str = "invalid signing certificate";
+pub(crate) const UNTRUSTED_CERT_URL: &str = "untrusted certificate url";
+pub(crate) const UNTRUSTED_SUBSCRIBE_URL: &str = "untrusted subscribe url";
+pub(crate) const TOPIC_NOT_ALLOWED: &str = "topic not allowed";
+pub(crate) const UNSUPPORTED_VERSION: &str = "unsupported signature version";
+pub(crate) const UNKNOWN_MESSAGE_TYPE: &str = "unknown message type";
+pub(crate) const MISSING_BODY_SIGNATURE: &str = "missing signature";
+pub(crate) const MALFORMED_BODY_SIGNATURE: &str = "malformed signature";
+pub(crate) const BODY_HASH_MISMATCH: &str = "body hash mismatch";
+pub(crate) const UNSUPPORTED_ALGORITHM: &str = "unsupported signature algorithm";
+pub(crate) const INVALID_PUBLIC_KEY: &str = "invalid public key";
 
 /// Maps a rejection reason to the snake_case code of the `{"error","code"}`
 /// answer and of the metrics label.
@@ -42,6 +55,19 @@ pub(crate) fn code_for(reason: &str) -> &'static str {
         INVALID_TIMESTAMP => "invalid_timestamp",
         NO_SECRET => "no_secret",
         WEBHOOK_SECRET_MISMATCH => "webhook_secret_mismatch",
+        URL_UNKNOWN => "url_unknown",
+        NO_CERTIFICATE => "no_certificate",
+        INVALID_CERTIFICATE => "invalid_certificate",
+        UNTRUSTED_CERT_URL => "untrusted_certificate_url",
+        UNTRUSTED_SUBSCRIBE_URL => "untrusted_subscribe_url",
+        TOPIC_NOT_ALLOWED => "topic_not_allowed",
+        UNSUPPORTED_VERSION => "unsupported_signature_version",
+        UNKNOWN_MESSAGE_TYPE => "unknown_message_type",
+        MISSING_BODY_SIGNATURE => "missing_signature",
+        MALFORMED_BODY_SIGNATURE => "malformed_signature",
+        BODY_HASH_MISMATCH => "body_hash_mismatch",
+        UNSUPPORTED_ALGORITHM => "unsupported_signature_algorithm",
+        INVALID_PUBLIC_KEY => "invalid_public_key",
         _ => "unauthorized",
     }
 }
@@ -220,6 +246,15 @@ pub(crate) fn parse_json(body: &[u8]) -> Result<serde_json::Value, Rejection> {
     serde_json::from_slice(body).map_err(|_| bad_request(NOT_JSON))
 }
 
+/// A JSON value as text: a non-empty string as is, a number in decimal.
+pub(crate) fn json_text(v: &serde_json::Value) -> Option<String> {
+    match v {
+        serde_json::Value::String(s) if !s.is_empty() => Some(s.clone()),
+        serde_json::Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
 /// `v[key]` when it is a string.
 pub(crate) fn json_str<'a>(v: &'a serde_json::Value, key: &str) -> Option<&'a str> {
     v.get(key).and_then(serde_json::Value::as_str)
@@ -315,12 +350,7 @@ pub(crate) mod test_support {
         secrets: &'a [Secret],
         now: i64,
     ) -> Input<'a> {
-        Input {
-            headers,
-            body,
-            secrets,
-            now,
-        }
+        Input::new(headers, body, secrets, now)
     }
 
     pub fn denied(reason: &str) -> Rejection {

@@ -13,3 +13,4 @@ mod ops;
 mod outbox;
 mod snaptrade;
 mod tail;
+mod update;

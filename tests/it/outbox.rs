@@ -107,6 +107,8 @@ async fn fails_twice_then_delivered_with_stable_signed_id() {
             body: &r.body,
             secrets: &[Secret(ROUTE_SECRET.as_bytes().to_vec())],
             now: now(),
+            url: None,
+            sns_cert: None,
         });
         assert!(
             verified.is_ok(),

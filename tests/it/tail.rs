@@ -134,6 +134,8 @@ async fn killed_and_restarted_it_forwards_exactly_what_it_missed() {
         body: &last.body,
         secrets: &[appliance::verify::Secret(LOCAL_SECRET.as_bytes().to_vec())],
         now: now(),
+        url: None,
+        sns_cert: None,
     });
     assert!(verified.is_ok(), "{verified:?}");
     assert_eq!(header(&last, "appliance-provider"), "p");
