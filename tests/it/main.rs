@@ -11,6 +11,7 @@ mod limits;
 mod live;
 mod ops;
 mod outbox;
+mod providers;
 mod snaptrade;
 mod tail;
 mod update;
