@@ -12,7 +12,7 @@ fn problems(text: &str) -> Vec<String> {
 fn example_config_is_valid() {
     let text = include_str!("../../config.example.toml");
     let cfg = parse(text, Path::new("config.example.toml")).unwrap();
-    assert_eq!(cfg.providers.len(), 7);
+    assert_eq!(cfg.providers.len(), 11);
     let stripe = &cfg.providers[0];
     assert_eq!(stripe.name, "stripe");
     assert_eq!(stripe.routes.len(), 2);
@@ -103,4 +103,61 @@ fn globs() {
     assert!(glob_match("exact", "exact"));
     assert!(!glob_match("ab*ba", "aba"));
     assert!(glob_match("é*", "éa"));
+}
+
+mod fuzz {
+    //! Arbitrary text never makes the config parser panic: it is valid or a
+    //! list of positioned problems. `PROPTEST_CASES=100000 cargo test --release
+    //! proptests` for a long run.
+    use super::super::*;
+    use proptest::prelude::*;
+
+    fn cases() -> ProptestConfig {
+        ProptestConfig {
+            cases: std::env::var("PROPTEST_CASES")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(256),
+            ..ProptestConfig::default()
+        }
+    }
+
+    /// Lines that look like this config, shuffled into arbitrary documents.
+    fn tomlish() -> impl Strategy<Value = String> {
+        let line = prop_oneof![
+            Just("[server]".to_string()),
+            Just("[providers.x]".to_string()),
+            Just("[[providers.x.routes]]".to_string()),
+            Just("[providers.snaptrade.sync]".to_string()),
+            "[a-z_]{1,12} = \"[ -~]{0,20}\"",
+            "[a-z_]{1,12} = [0-9]{1,6}",
+            "(kind|path|secret_env|tolerance|max_body|listen|url|events|header|id_from|type_from|schedule|allow_ips) = (\"[ -~]{0,16}\"|\\[\"[ -~]{0,8}\"\\]|[0-9]{1,4}|true)",
+            "[ -~]{0,30}",
+        ];
+        prop::collection::vec(line, 0..12).prop_map(|l| l.join("\n"))
+    }
+
+    proptest! {
+        #![proptest_config(cases())]
+
+        #[test]
+        fn proptests_config_never_panics_on_any_text(text in any::<String>()) {
+            let _ = parse(&text, Path::new("fuzz.toml"));
+        }
+
+        #[test]
+        fn proptests_config_never_panics_on_config_like_text(text in tomlish()) {
+            match parse(&text, Path::new("fuzz.toml")) {
+                Ok(_) => {}
+                Err(ConfigError::Invalid { problems }) => {
+                    prop_assert!(!problems.is_empty());
+                    for p in problems {
+                        prop_assert!(p.line >= 1 && p.col >= 1);
+                        prop_assert!(p.line <= text.lines().count().max(1) + 1);
+                    }
+                }
+                Err(e) => prop_assert!(false, "unexpected {e}"),
+            }
+        }
+    }
 }
