@@ -16,15 +16,6 @@
 //! `application_command`, `message_component`,
 //! `application_command_autocomplete`, `modal_submit`, or `interaction.<n>`
 //! for a number Discord adds later.
-#![cfg_attr(
-    not(test),
-    deny(
-        clippy::unwrap_used,
-        clippy::expect_used,
-        clippy::indexing_slicing,
-        clippy::panic
-    )
-)]
 
 use super::util::{self, bad_request, unauthorized};
 use super::{Input, Rejection, Secret, SignedRequest, Verified};

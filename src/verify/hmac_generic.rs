@@ -11,15 +11,6 @@
 //! case does not matter; `{timestamp}` is replaced by the timestamp header's
 //! text exactly as sent; a `tolerance` needs a timestamp in Unix seconds and
 //! refuses both stale and future requests.
-#![cfg_attr(
-    not(test),
-    deny(
-        clippy::unwrap_used,
-        clippy::expect_used,
-        clippy::indexing_slicing,
-        clippy::panic
-    )
-)]
 
 use super::util::{self, bad_request, unauthorized};
 use super::{Input, Rejection, Secret, SignedRequest, Verified};

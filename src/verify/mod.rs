@@ -17,6 +17,18 @@
 //!
 //! Long fuzzing run of every verifier (see `proptests.rs`):
 //! `PROPTEST_CASES=100000 cargo test --release verify::proptests`.
+//!
+//! No input may make a verifier panic: outside tests, every file of this
+//! module is denied `unwrap`, `expect`, indexing and `panic!`.
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::indexing_slicing,
+        clippy::panic
+    )
+)]
 
 use http::HeaderMap;
 use std::time::Duration;

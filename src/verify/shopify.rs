@@ -2,15 +2,6 @@
 //! keyed with the app's client secret. No timestamp, so no replay window.
 //! Event id: `X-Shopify-Webhook-Id`; type: `X-Shopify-Topic` (e.g. `orders/create`).
 //! <https://shopify.dev/docs/apps/build/webhooks/subscribe/https>
-#![cfg_attr(
-    not(test),
-    deny(
-        clippy::unwrap_used,
-        clippy::expect_used,
-        clippy::indexing_slicing,
-        clippy::panic
-    )
-)]
 
 use super::util::{self, unauthorized};
 use super::{Algorithm, Input, Rejection, Secret, SignedRequest, Verified};

@@ -16,15 +16,6 @@
 //!   answered with `{}`, not stored.
 //!
 //! Anything else genuine is a 400.
-#![cfg_attr(
-    not(test),
-    deny(
-        clippy::unwrap_used,
-        clippy::expect_used,
-        clippy::indexing_slicing,
-        clippy::panic
-    )
-)]
 
 use super::util::{self, bad_request, unauthorized};
 use super::{Algorithm, Input, Rejection, Secret, SignedRequest, Verified};

@@ -11,15 +11,6 @@
 //! printed as Python's `repr` does. Integers beyond the i64/u64 range (which
 //! Python keeps exact) and the integer `-0` (which serde_json reads as the
 //! float -0.0) therefore canonicalise differently; the raw-body match still applies.
-#![cfg_attr(
-    not(test),
-    deny(
-        clippy::unwrap_used,
-        clippy::expect_used,
-        clippy::indexing_slicing,
-        clippy::panic
-    )
-)]
 
 use super::util::{self, bad_request, unauthorized};
 use super::{Algorithm, Input, Rejection, Secret, SignedRequest, Verified};

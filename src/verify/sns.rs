@@ -32,15 +32,6 @@
 //! `json:/notificationType`; SP-API puts `NotificationType` there).
 //! `SubscriptionConfirmation` is stored like any event (no handshake);
 //! visiting its `SubscribeURL` is ingest's job, see [`SnsScheme::confirm_url`].
-#![cfg_attr(
-    not(test),
-    deny(
-        clippy::unwrap_used,
-        clippy::expect_used,
-        clippy::indexing_slicing,
-        clippy::panic
-    )
-)]
 
 use super::hmac_generic::{Source, set_pointer};
 use super::util::{self, bad_request, unauthorized};

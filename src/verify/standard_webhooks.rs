@@ -10,15 +10,6 @@
 //! is not base64 at all, used as raw bytes. Event id: the id header; type: the
 //! body's string `type` when the body is a JSON object that has one, else
 //! "webhook" (the body need not be JSON).
-#![cfg_attr(
-    not(test),
-    deny(
-        clippy::unwrap_used,
-        clippy::expect_used,
-        clippy::indexing_slicing,
-        clippy::panic
-    )
-)]
 
 use super::util::{self, unauthorized};
 use super::{Algorithm, Input, Rejection, Secret, SignedRequest, Verified};

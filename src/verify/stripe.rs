@@ -4,15 +4,6 @@
 //! are ignored. Like Stripe's libraries, only stale timestamps are refused
 //! (`now - t > tolerance`), not future ones. Event id/type: the body's `id`/`type`.
 //! <https://docs.stripe.com/webhooks#verify-manually>
-#![cfg_attr(
-    not(test),
-    deny(
-        clippy::unwrap_used,
-        clippy::expect_used,
-        clippy::indexing_slicing,
-        clippy::panic
-    )
-)]
 
 use super::util::{self, unauthorized};
 use super::{Algorithm, Input, Rejection, Secret, SignedRequest, Verified};

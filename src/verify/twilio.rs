@@ -22,15 +22,6 @@
 //! `SmsSid` or `CallSid`, else the SHA-256 hex of the body. Type: `type_from`
 //! when configured, else the form's `MessageStatus`, `SmsStatus` or
 //! `CallStatus` (e.g. `delivered`, `ringing`), else `webhook`.
-#![cfg_attr(
-    not(test),
-    deny(
-        clippy::unwrap_used,
-        clippy::expect_used,
-        clippy::indexing_slicing,
-        clippy::panic
-    )
-)]
 
 use super::hmac_generic::Source;
 use super::util::{self, unauthorized};
