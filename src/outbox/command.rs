@@ -45,7 +45,7 @@ use super::attempt::{Attempt, EXCERPT_MAX, Job, Verdict};
 use super::http::{excerpt, timeout_error};
 use std::os::unix::process::ExitStatusExt as _;
 use std::process::{ExitStatus, Stdio};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::process::{Child, ChildStdin, Command};
 use tokio::signal::unix::{Signal, SignalKind, signal};
@@ -111,7 +111,7 @@ impl CommandTarget {
 
     /// One attempt: run the command for `job` (see the module doc).
     pub async fn deliver(&self, job: &Job) -> Attempt {
-        let at_ms = unix_ms();
+        let at_ms = crate::store::now_ms();
         let started = Instant::now();
         let outcome = self.run(job).await;
         Attempt {
@@ -399,13 +399,6 @@ fn split_budget(out: usize, err: usize, budget: usize) -> (usize, usize) {
     } else {
         (half, budget - half)
     }
-}
-
-fn unix_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
 }
 
 #[cfg(test)]

@@ -43,7 +43,7 @@ use crate::verify::{Secret, standard_webhooks};
 use http::header::{CONTENT_TYPE, LOCATION, RETRY_AFTER, USER_AGENT};
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use std::error::Error as _;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime};
 
 /// `user-agent` of every forward.
 pub const USER_AGENT_VALUE: &str = concat!("appliance/", env!("CARGO_PKG_VERSION"));
@@ -124,7 +124,7 @@ impl HttpTarget {
     /// One attempt: POST `job` and classify the answer (see the module doc).
     /// `now_secs` is the `webhook-timestamp` (Unix seconds).
     pub async fn deliver(&self, client: &reqwest::Client, job: &Job, now_secs: i64) -> Attempt {
-        let at_ms = unix_ms();
+        let at_ms = crate::store::now_ms();
         let started = Instant::now();
         let outcome = self.run(client, job, now_secs).await;
         Attempt {
@@ -444,13 +444,6 @@ fn clip(mut text: String) -> String {
     text
 }
 
-fn unix_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -460,6 +453,7 @@ mod tests {
     use axum::routing::post;
     use std::net::SocketAddr;
     use std::sync::{Arc, Mutex};
+    use std::time::UNIX_EPOCH;
 
     type Seen = Arc<Mutex<Vec<(HeaderMap, Bytes)>>>;
 
