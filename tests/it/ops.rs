@@ -411,3 +411,65 @@ async fn sighup_reload_swaps_secrets_under_load() {
     let v: serde_json::Value = r.json().await.unwrap();
     assert_eq!(v["code"], "invalid_config");
 }
+
+/// SIGTERM while a delivery attempt is running: the server stops claiming,
+/// lets the attempt finish within the grace period, records it, exits 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_lets_in_flight_attempts_finish() {
+    let dir = tempfile::tempdir().unwrap();
+    secret_file(dir.path(), "p", SECRET);
+    let started = dir.path().join("started");
+    let script = dir.path().join("slow.sh");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\ntouch {}\nsleep 1\necho finished\n",
+            started.display()
+        ),
+    )
+    .unwrap();
+    std::process::Command::new("chmod")
+        .arg("+x")
+        .arg(&script)
+        .status()
+        .unwrap();
+    let mut bin = BinApp::spawn(
+        dir.path(),
+        &format!(
+            "[storage]\npath = \"{{dir}}/g.db\"\n[providers.p]\nkind = \"standard-webhooks\"\nsecret_file = \"{{dir}}/p.secret\"\n[[providers.p.routes]]\ncommand = [\"{}\"]\ntimeout = \"20s\"\n",
+            script.display()
+        ),
+        &[],
+    );
+    let cfg = appliance::config::load_file(&bin.config_path).unwrap();
+    let req = sign(&cfg.providers[0].scheme, SECRET, now());
+    let (s, _) = send(&client(), &bin.url("/webhooks/p"), &req.headers, req.body).await;
+    assert_eq!(s, StatusCode::OK);
+    eventually(
+        "the command to start",
+        std::time::Duration::from_secs(10),
+        || async { started.exists().then_some(()) },
+    )
+    .await;
+    let pid = bin.child.id() as i32;
+    // SAFETY: kill(2) on our own child.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    let status = tokio::task::spawn_blocking(move || bin.child.wait().unwrap())
+        .await
+        .unwrap();
+    assert!(status.success(), "{status:?}");
+    let store = appliance::store::Store::open(&cfg.storage.path, cfg.storage.durability).unwrap();
+    let rows = store
+        .list_deliveries(appliance::store::DeliveryFilter {
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(
+        rows[0].status, "delivered",
+        "the in-flight attempt was cut off: {:?}",
+        rows[0]
+    );
+}
