@@ -25,7 +25,6 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX events_by_provider ON events (provider, id);
     CREATE INDEX events_by_type ON events (event_type, id);
-    CREATE INDEX events_by_received ON events (received_at);
     -- Pruned events leave their (provider, event_id) so a late repeat is still a duplicate.
     CREATE TABLE tombstones (
         provider    TEXT NOT NULL,
